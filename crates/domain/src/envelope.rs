@@ -1,0 +1,175 @@
+//! The envelope every event travels in, and the hash chain that links a stream's events.
+//!
+//! `hash = sha256(canonical bytes of the envelope without `hash`)`, where the canonical bytes are the
+//! compact JSON of the fields in declaration order; `prev_hash` is part of those bytes, so altering,
+//! dropping or reordering an event breaks every later hash of its stream.
+
+use crate::actor::Actor;
+use crate::command::CommandContext;
+use crate::event::Event;
+use crate::ids::AggregateId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Schema version written with new events; older versions are upcast on decode.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// `prev_hash` of a stream's first event.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One event with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// `<stream>/<version>`: unique, and derivable without randomness.
+    pub event_id: String,
+    pub stream: AggregateId,
+    /// The aggregate version this event creates (1 for the first).
+    pub version: u64,
+    pub schema: u16,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub command_id: String,
+    pub correlation_id: String,
+    pub prev_hash: String,
+    pub event: Event,
+    pub hash: String,
+}
+
+/// The envelope's fields that the hash covers, borrowed, in canonical order.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    event_id: &'a str,
+    stream: &'a AggregateId,
+    version: u64,
+    schema: u16,
+    occurred_at: &'a DateTime<Utc>,
+    recorded_at: &'a DateTime<Utc>,
+    actor: &'a Actor,
+    command_id: &'a str,
+    correlation_id: &'a str,
+    prev_hash: &'a str,
+    event: &'a Event,
+}
+
+impl Envelope {
+    /// The hash this envelope should carry, recomputed from its content.
+    pub fn compute_hash(&self) -> String {
+        let body = Hashed {
+            event_id: &self.event_id,
+            stream: &self.stream,
+            version: self.version,
+            schema: self.schema,
+            occurred_at: &self.occurred_at,
+            recorded_at: &self.recorded_at,
+            actor: &self.actor,
+            command_id: &self.command_id,
+            correlation_id: &self.correlation_id,
+            prev_hash: &self.prev_hash,
+            event: &self.event,
+        };
+        let bytes = serde_json::to_vec(&body).expect("envelopes always serialize");
+        hex::encode(Sha256::digest(&bytes))
+    }
+}
+
+/// What one command appends, atomically, as one log message: all of its events, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    pub events: Vec<Envelope>,
+}
+
+impl Commit {
+    /// Wraps `events` in envelopes that continue the stream at `version` whose last hash is `prev_hash`.
+    pub fn seal(stream: &AggregateId, version: u64, prev_hash: &str, ctx: &CommandContext, events: Vec<Event>) -> Commit {
+        let mut prev = prev_hash.to_owned();
+        let events = events
+            .into_iter()
+            .zip(version + 1..)
+            .map(|(event, version)| {
+                let mut env = Envelope {
+                    event_id: format!("{stream}/{version}"),
+                    stream: stream.clone(),
+                    version,
+                    schema: SCHEMA_VERSION,
+                    occurred_at: ctx.occurred_at,
+                    recorded_at: ctx.recorded_at,
+                    actor: ctx.actor.clone(),
+                    command_id: ctx.command_id.clone(),
+                    correlation_id: ctx.correlation_id.clone(),
+                    prev_hash: std::mem::take(&mut prev),
+                    event,
+                    hash: String::new(),
+                };
+                env.hash = env.compute_hash();
+                prev = env.hash.clone();
+                env
+            })
+            .collect();
+        Commit { events }
+    }
+
+    /// The stream this commit belongs to.
+    pub fn stream(&self) -> &AggregateId {
+        &self.first().stream
+    }
+
+    /// The command that produced this commit.
+    pub fn command_id(&self) -> &str {
+        &self.first().command_id
+    }
+
+    /// The stream version after this commit.
+    pub fn last_version(&self) -> u64 {
+        self.events.last().expect("a commit is never empty").version
+    }
+
+    /// The hash of the last event (the next commit's `prev_hash`).
+    pub fn last_hash(&self) -> &str {
+        &self.events.last().expect("a commit is never empty").hash
+    }
+
+    fn first(&self) -> &Envelope {
+        self.events.first().expect("a commit is never empty")
+    }
+
+    /// Encodes the commit as stored on the log.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commits always serialize")
+    }
+
+    /// Decodes a stored commit, checking the structure that the type system cannot: non-empty, one stream,
+    /// one command, consecutive versions, known schema.
+    pub fn decode(bytes: &[u8]) -> Result<Commit, DecodeError> {
+        let commit: Commit = serde_json::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        let first = commit.events.first().ok_or_else(|| DecodeError("commit holds no events".into()))?;
+        for (i, e) in commit.events.iter().enumerate() {
+            if e.schema == 0 || e.schema > SCHEMA_VERSION {
+                return Err(DecodeError(format!("unknown schema version {}", e.schema)));
+            }
+            if e.stream != first.stream || e.command_id != first.command_id || e.version != first.version + i as u64 {
+                return Err(DecodeError(format!("event {} does not continue the commit", e.event_id)));
+            }
+        }
+        Ok(commit)
+    }
+
+    /// Checks that the commit continues a stream whose last hash is `prev_hash` and that every hash matches
+    /// its content. Returns the first bad event's id.
+    pub fn verify_chain(&self, prev_hash: &str) -> Result<(), String> {
+        let mut prev = prev_hash;
+        for e in &self.events {
+            if e.prev_hash != prev || e.compute_hash() != e.hash {
+                return Err(e.event_id.clone());
+            }
+            prev = &e.hash;
+        }
+        Ok(())
+    }
+}
+
+/// A stored commit could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("undecodable commit: {0}")]
+pub struct DecodeError(pub String);

@@ -1,0 +1,79 @@
+//! The append-only event log: one trait, [`EventLog`], and its backends (embedded sled, NATS JetStream).
+//!
+//! A *position* is the global log position of one commit (one message): 1 for the first, growing by one
+//! with every append, never reused. Each commit holds all events of one command on one stream.
+//! Concurrency is decided by the log itself: an append names the position of the stream's last commit it
+//! has seen (`expected`, 0 for a new stream) and fails with [`AppendError::Conflict`] if that is stale.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use rectify_domain::{AggregateId, Commit};
+
+/// One commit as stored, with its global position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub position: u64,
+    pub commit: Commit,
+}
+
+/// The answer to an append: where the commit landed and the stream version after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub position: u64,
+    pub version: u64,
+    /// True when the command id had already been appended: this is the first append's answer and nothing
+    /// new was written.
+    pub duplicate: bool,
+}
+
+/// Why an append did not happen.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// The stream moved on since `expected`: reload and decide again.
+    #[error("stream {stream} has moved past position {expected}")]
+    Conflict { stream: String, expected: u64 },
+    /// The log cannot be reached or did not answer in time; nothing is known to be written.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// Any other failure of the backend.
+    #[error("event log failure: {0}")]
+    Failed(String),
+}
+
+/// Why a read failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The log cannot be reached or did not answer in time.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A stored message does not decode as a commit.
+    #[error("corrupt commit at position {position}: {reason}")]
+    Corrupt { position: u64, reason: String },
+    /// Any other failure of the backend.
+    #[error("event log failure: {0}")]
+    Failed(String),
+}
+
+/// The append-only log every Rectify process shares.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends `commit` atomically if the position of its stream's last commit is still `expected`
+    /// (0: the stream must not exist yet). Durable when it returns `Ok`. A commit whose command id was
+    /// appended before returns that first answer with `duplicate: true` and writes nothing.
+    async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError>;
+
+    /// Every commit of one stream, in order (empty for an unknown stream).
+    async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError>;
+
+    /// Up to `max` commits with position ≥ `from`, in log order (empty when `from` is past the head).
+    async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError>;
+
+    /// The position of the last commit (0 for an empty log).
+    async fn head(&self) -> Result<u64, ReadError>;
+
+    /// Every commit with position ≥ `from`, then each new one as it is appended; never ends by itself.
+    fn tail(&self, from: u64) -> BoxStream<'static, Result<Record, ReadError>>;
+
+    /// The answer of an earlier append of `command_id`, if the log still remembers it.
+    async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError>;
+}
