@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 /// The sectors the campaign focused on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Sector {
     PhosphorusChemical,
@@ -67,6 +68,7 @@ impl FromStr for Sector {
 
 /// How serious a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     General,
@@ -76,6 +78,7 @@ pub enum Severity {
 
 /// Fixed at once (立行立改) or by a deadline (限时整改).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeadlineClass {
     Immediate,
@@ -84,6 +87,7 @@ pub enum DeadlineClass {
 
 /// The polluter or site a problem was found at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Source {
     pub name: String,
     /// Unified social credit code (统一社会信用代码), when the source is an organisation.
@@ -93,6 +97,7 @@ pub struct Source {
 
 /// A piece of evidence: content hash, media type and where the bytes live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evidence {
     /// Lowercase hex SHA-256 of the content.
     pub sha256: String,
@@ -102,6 +107,7 @@ pub struct Evidence {
 
 /// Who must fix a problem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Responsible {
     pub unit: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,6 +119,7 @@ pub struct Responsible {
 
 /// An enforcement measure. Money is in fen (1/100 yuan), never a float.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Measure {
     Penalty { amount_fen: u64 },

@@ -1,0 +1,147 @@
+//! Persistence of the views in sled: one tree, one batch per applied log batch, checkpoint included, so a
+//! crash never double-counts or skips.
+//!
+//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>` → counters, `i:<command id>` → command result,
+//! `m:checkpoint` → last applied log position (big-endian u64). Values are JSON.
+
+use crate::views::{Changes, CounterKey, Counters, LedgerRow, ViewRead};
+use rectify_domain::AggregateId;
+use std::path::Path;
+
+const CHECKPOINT: &[u8] = b"m:checkpoint";
+
+/// A failure of the view store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("view store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("view store holds an undecodable value at {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+/// The materialized views of one projector.
+#[derive(Clone)]
+pub struct ViewStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+}
+
+fn ledger_key(id: &AggregateId) -> Vec<u8> {
+    format!("l:{id}").into_bytes()
+}
+
+fn counter_key(key: &CounterKey) -> Vec<u8> {
+    format!("c:{}", key.encode()).into_bytes()
+}
+
+impl ViewStore {
+    /// Opens (or creates) the views under `dir`.
+    pub fn open(dir: &Path) -> Result<ViewStore, StoreError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let tree = db.open_tree("views")?;
+        Ok(ViewStore { db, tree })
+    }
+
+    /// The last log position included in the views (0 when empty).
+    pub fn checkpoint(&self) -> Result<u64, StoreError> {
+        Ok(self.tree.get(CHECKPOINT)?.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
+    }
+
+    /// Writes `changes` and the new checkpoint atomically.
+    pub fn commit(&self, changes: &Changes, checkpoint: u64) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (id, row) in &changes.ledger {
+            batch.insert(ledger_key(id), serde_json::to_vec(row).expect("rows serialize"));
+        }
+        for (key, counters) in &changes.counters {
+            batch.insert(counter_key(key), serde_json::to_vec(counters).expect("counters serialize"));
+        }
+        for (command, result) in &changes.commands {
+            batch.insert(format!("i:{command}").into_bytes(), serde_json::to_vec(result).expect("results serialize"));
+        }
+        batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Flushes to disk (at shutdown; views can always be rebuilt, so batches need not wait for it).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// The ledger row of one problem.
+    pub fn ledger_row(&self, id: &AggregateId) -> Result<Option<LedgerRow>, StoreError> {
+        let key = ledger_key(id);
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// The counters of one scope × sector.
+    pub fn counter(&self, key: &CounterKey) -> Result<Counters, StoreError> {
+        let k = counter_key(key);
+        Ok(self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()?.unwrap_or_default())
+    }
+
+    /// The result of an applied command: (stream, version, position).
+    pub fn command(&self, command_id: &str) -> Result<Option<(AggregateId, u64, u64)>, StoreError> {
+        let key = format!("i:{command_id}").into_bytes();
+        self.tree.get(&key)?.map(|v| decode(&key, &v)).transpose()
+    }
+
+    /// Ledger rows whose id starts with `id_prefix`, in id order, after `after` (exclusive), that pass
+    /// `keep`; at most `limit` of them.
+    pub fn ledger_page(&self, id_prefix: &str, after: Option<&str>, limit: usize, keep: impl Fn(&LedgerRow) -> bool) -> Result<Vec<LedgerRow>, StoreError> {
+        let prefix = format!("l:{id_prefix}");
+        let start = match after {
+            Some(a) => {
+                let mut k = format!("l:{a}").into_bytes();
+                k.push(0);
+                k
+            }
+            None => prefix.clone().into_bytes(),
+        };
+        let mut out = Vec::new();
+        for item in self.tree.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            let row: LedgerRow = decode(&k, &v)?;
+            if keep(&row) {
+                out.push(row);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored entry except the checkpoint, as (key, JSON value): what a rebuild must reproduce.
+    pub fn dump(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.iter() {
+            let (k, v) = item?;
+            if k.as_ref() != CHECKPOINT {
+                out.push((String::from_utf8_lossy(&k).into_owned(), decode(&k, &v)?));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl ViewRead for ViewStore {
+    type Error = StoreError;
+
+    fn ledger(&self, id: &AggregateId) -> Result<Option<LedgerRow>, StoreError> {
+        self.ledger_row(id)
+    }
+
+    fn counters(&self, key: &CounterKey) -> Result<Counters, StoreError> {
+        self.counter(key)
+    }
+}
