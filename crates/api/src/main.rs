@@ -1,1 +1,166 @@
-fn main() {}
+//! The `rectify` binary: a thin shell over the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rectify_api::{Backend, Settings, regions::Regions, tokens};
+use rectify_domain::region::Level;
+use rectify_domain::{RegionCode, Role};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Rectify: environmental problems from inspection to sign-off, event-sourced.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Runs the service (API, projector, deadline watcher).
+    Serve {
+        /// Holds the embedded log, the views and the tokens.
+        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Address to listen on (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080", env = "RECTIFY_LISTEN")]
+        listen: String,
+        /// Run on NATS JetStream at this URL instead of the embedded log.
+        #[arg(long, env = "RECTIFY_NATS")]
+        nats: Option<String>,
+        /// Seconds between deadline sweeps.
+        #[arg(long, default_value_t = 60)]
+        overdue_interval: u64,
+    },
+    /// Manages bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Creates a token and prints it (its only line on stdout); only its hash is stored.
+    Add {
+        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
+        data_dir: PathBuf,
+        /// grid_officer, responsible_entity, county_bureau, city_bureau, province, inspector or public.
+        #[arg(long)]
+        role: String,
+        /// The region the token answers for (default: the province).
+        #[arg(long)]
+        region: Option<String>,
+        /// The grid of a grid officer.
+        #[arg(long)]
+        grid: Option<String>,
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+}
+
+fn init_logging() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// Checks a token's role and region against the reference data.
+fn token_scope(
+    role: &str,
+    region: Option<&str>,
+    grid: Option<String>,
+) -> anyhow::Result<(Role, RegionCode, Option<String>)> {
+    let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+    if role == Role::System {
+        anyhow::bail!("the system role is the service's own and has no tokens");
+    }
+    let regions = Regions::guizhou();
+    let region = match region {
+        Some(r) => RegionCode::parse(r)
+            .filter(|c| regions.region(*c).is_some())
+            .with_context(|| format!("unknown region {r}"))?,
+        None => regions.root,
+    };
+    let needed = match role {
+        Role::GridOfficer | Role::ResponsibleEntity | Role::CountyBureau => Some(Level::County),
+        Role::CityBureau => Some(Level::Prefecture),
+        Role::Province => Some(Level::Province),
+        _ => None,
+    };
+    if let Some(level) = needed {
+        anyhow::ensure!(
+            region.level() == level,
+            "a {role} token needs a {level:?}-level --region, not {region}"
+        );
+    }
+    if let Some(g) = &grid {
+        let known = regions
+            .grid(g)
+            .with_context(|| format!("unknown grid {g}"))?;
+        anyhow::ensure!(known.county == region, "grid {g} is not in {region}");
+    }
+    anyhow::ensure!(
+        role != Role::GridOfficer || grid.is_some(),
+        "a grid_officer token needs --grid"
+    );
+    Ok((role, region, grid))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve {
+            data_dir,
+            listen,
+            nats,
+            overdue_interval,
+        } => {
+            init_logging();
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .with_context(|| format!("binding {listen}"))?;
+            let mut settings = Settings::new(data_dir);
+            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url });
+            settings.overdue_interval = std::time::Duration::from_secs(overdue_interval.max(1));
+            let addr = listener.local_addr()?;
+            println!("listening on http://{addr}");
+            std::io::stdout().flush()?;
+            rectify_api::run(listener, settings, shutdown_signal()).await
+        }
+        Cmd::Token {
+            command:
+                TokenCmd::Add {
+                    data_dir,
+                    role,
+                    region,
+                    grid,
+                    name,
+                },
+        } => {
+            let (role, region, grid) = token_scope(&role, region.as_deref(), grid)?;
+            let token = tokens::add(&data_dir, role, region, grid, &name)?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

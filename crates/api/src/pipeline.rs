@@ -1,0 +1,120 @@
+//! The command pipeline: idempotency, load the aggregate from the log, authorize and decide (domain),
+//! append with the expected position, and retry once on a lost race.
+
+use crate::error::ApiError;
+use rectify_domain::problem::State;
+use rectify_domain::{AggregateId, Command, CommandContext, execute};
+use rectify_eventlog::{AppendError, Appended, EventLog};
+use rectify_projector::ProjectorHandle;
+use std::sync::Arc;
+
+/// The answer to an accepted command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: AggregateId,
+    pub version: u64,
+    pub position: u64,
+    /// This command id was handled before; this is the first answer and nothing was appended.
+    pub duplicate: bool,
+}
+
+/// Runs commands against the log.
+#[derive(Clone)]
+pub struct Pipeline {
+    log: Arc<dyn EventLog>,
+    views: ProjectorHandle,
+}
+
+impl Pipeline {
+    /// A pipeline over `log`; `views` supplies the idempotency index for command ids the log forgot.
+    pub fn new(log: Arc<dyn EventLog>, views: ProjectorHandle) -> Pipeline {
+        Pipeline { log, views }
+    }
+
+    /// The aggregate's current state and the log position of its last commit (0 if it does not exist).
+    pub async fn load(&self, id: &AggregateId) -> Result<(State, u64), ApiError> {
+        let records = self.log.read_stream(id).await?;
+        let last = records.last().map_or(0, |r| r.position);
+        Ok((
+            State::replay(records.iter().flat_map(|r| &r.commit.events)),
+            last,
+        ))
+    }
+
+    async fn answer(&self, appended: Appended, id: &AggregateId) -> Result<Accepted, ApiError> {
+        let id = if appended.duplicate {
+            // A retried command may have been sent to another id (a new problem gets a fresh id per try).
+            let first = self.log.read_from(appended.position, 1).await?;
+            first
+                .first()
+                .map_or_else(|| id.clone(), |r| r.commit.stream().clone())
+        } else {
+            id.clone()
+        };
+        Ok(Accepted {
+            id,
+            version: appended.version,
+            position: appended.position,
+            duplicate: appended.duplicate,
+        })
+    }
+
+    /// The first answer to `command_id`, if it was handled before.
+    pub async fn previous(&self, command_id: &str) -> Result<Option<Accepted>, ApiError> {
+        if let Some(appended) = self.log.find_command(command_id).await? {
+            let first = self.log.read_from(appended.position, 1).await?;
+            if let Some(record) = first.first() {
+                return Ok(Some(Accepted {
+                    id: record.commit.stream().clone(),
+                    version: appended.version,
+                    position: appended.position,
+                    duplicate: true,
+                }));
+            }
+        }
+        Ok(self
+            .views
+            .store()
+            .command(command_id)?
+            .map(|(id, version, position)| Accepted {
+                id,
+                version,
+                position,
+                duplicate: true,
+            }))
+    }
+
+    /// Runs `command` on stream `id`. With `if_match`, the aggregate must be at that version (else 409);
+    /// without it, a lost race is decided again once on the new state.
+    pub async fn run(
+        &self,
+        id: &AggregateId,
+        ctx: &CommandContext,
+        command: &Command,
+        if_match: Option<u64>,
+    ) -> Result<Accepted, ApiError> {
+        if let Some(first) = self.previous(&ctx.command_id).await? {
+            return Ok(first);
+        }
+        let mut retried = false;
+        loop {
+            let (state, last) = self.load(id).await?;
+            if let Some(expected) = if_match {
+                if expected != state.version {
+                    return Err(ApiError::Conflict(format!(
+                        "{id} is at version {}, not {expected}",
+                        state.version
+                    )));
+                }
+            }
+            let commit = execute(id, &state, ctx, command)?;
+            match self.log.append(&commit, last).await {
+                Ok(appended) => return self.answer(appended, id).await,
+                Err(AppendError::Conflict { .. }) if if_match.is_none() && !retried => {
+                    retried = true
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The deadline watcher: turns passed deadlines into `problem_overdue` events, exactly once.
+//!
+//! Safe with several instances running: the command id is derived from the problem and the deadline, so a
+//! second instance's command is a duplicate (or loses the version race and is then refused by the domain,
+//! which marks a deadline overdue only once).
+
+use crate::pipeline::Pipeline;
+use chrono::{DateTime, Utc};
+use rectify_domain::{Actor, Command, CommandContext, RegionCode, Role, Status};
+use rectify_projector::ProjectorHandle;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the watcher reads the time (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// The system clock.
+pub fn system_clock() -> Clock {
+    Arc::new(Utc::now)
+}
+
+/// Scans the ledger for passed deadlines.
+pub struct Watcher {
+    pub pipeline: Pipeline,
+    pub views: ProjectorHandle,
+    pub clock: Clock,
+    pub root: RegionCode,
+}
+
+impl Watcher {
+    /// Marks every problem whose deadline passed; returns how many were marked now.
+    pub async fn sweep(&self) -> usize {
+        let now = (self.clock)();
+        let due: Vec<_> = match self
+            .views
+            .store()
+            .ledger_page("P", None, usize::MAX, |row| {
+                row.state.problem().is_some_and(|p| {
+                    matches!(p.status, Status::Rectifying | Status::PendingAcceptance)
+                        && !p.overdue
+                        && p.due.is_some_and(|d| d < now)
+                })
+            }) {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "deadline watcher cannot read the ledger");
+                return 0;
+            }
+        };
+        let mut marked = 0;
+        for row in due {
+            let Some(due) = row.state.problem().and_then(|p| p.due) else {
+                continue;
+            };
+            let ctx = CommandContext {
+                actor: Actor {
+                    id: "system:deadline-watcher".into(),
+                    role: Role::System,
+                    region: self.root,
+                    grid: None,
+                },
+                occurred_at: now,
+                recorded_at: now,
+                command_id: format!("overdue:{}:{}", row.id, due.timestamp()),
+                correlation_id: format!("overdue:{}", row.id),
+            };
+            match self
+                .pipeline
+                .run(&row.id, &ctx, &Command::MarkOverdue { due }, None)
+                .await
+            {
+                Ok(a) if !a.duplicate => marked += 1,
+                Ok(_) => {}
+                // The problem moved on (closed, extended, or another instance marked it): nothing to do.
+                Err(
+                    crate::error::ApiError::InvalidState(_)
+                    | crate::error::ApiError::Invalid { .. }
+                    | crate::error::ApiError::Conflict(_),
+                ) => {}
+                Err(error) => {
+                    tracing::warn!(%error, problem = %row.id, "deadline watcher could not mark a problem overdue")
+                }
+            }
+        }
+        marked
+    }
+
+    /// Sweeps every `interval` until `shutdown`.
+    pub async fn run(self, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            self.sweep().await;
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+}
