@@ -82,7 +82,13 @@ pub struct Commit {
 
 impl Commit {
     /// Wraps `events` in envelopes that continue the stream at `version` whose last hash is `prev_hash`.
-    pub fn seal(stream: &AggregateId, version: u64, prev_hash: &str, ctx: &CommandContext, events: Vec<Event>) -> Commit {
+    pub fn seal(
+        stream: &AggregateId,
+        version: u64,
+        prev_hash: &str,
+        ctx: &CommandContext,
+        events: Vec<Event>,
+    ) -> Commit {
         let mut prev = prev_hash.to_owned();
         let events = events
             .into_iter()

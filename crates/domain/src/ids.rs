@@ -31,9 +31,8 @@ impl AggregateId {
     /// Parses and validates an id (safe to use as one NATS subject token).
     pub fn parse(s: &str) -> Option<AggregateId> {
         let (head, suffix) = s.split_once('-')?;
-        let ok_suffix = !suffix.is_empty()
-            && suffix.len() <= 64
-            && suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let ok_suffix =
+            !suffix.is_empty() && suffix.len() <= 64 && suffix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         let ok_head = head.len() == 7
             && matches!(head.as_bytes()[0], b'P' | b'I')
             && RegionCode::parse(&head[1..]).is_some_and(|c| c.level() == crate::region::Level::County);
@@ -91,7 +90,8 @@ mod tests {
 
     #[test]
     fn rejects_ids_unsafe_for_subjects() {
-        for bad in ["P520102-", "P520100-abc", "X520102-abc", "P520102-a.b", "P520102-a*", "P520102-a b", "P52010-abc"] {
+        for bad in ["P520102-", "P520100-abc", "X520102-abc", "P520102-a.b", "P520102-a*", "P520102-a b", "P52010-abc"]
+        {
             assert_eq!(AggregateId::parse(bad), None, "{bad}");
         }
     }

@@ -80,8 +80,12 @@ impl Action {
 pub fn may(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
-        Role::GridOfficer => matches!(action, RecordInspection | ReportProblem | ReportProgress | Submit | ReadProblems | ReadStats),
-        Role::ResponsibleEntity => matches!(action, ReportProgress | RequestExtension | Submit | ReadProblems | ReadStats),
+        Role::GridOfficer => {
+            matches!(action, RecordInspection | ReportProblem | ReportProgress | Submit | ReadProblems | ReadStats)
+        }
+        Role::ResponsibleEntity => {
+            matches!(action, ReportProgress | RequestExtension | Submit | ReadProblems | ReadStats)
+        }
         Role::CountyBureau => !matches!(action, MarkOverdue | Supervise | ReadAudit),
         Role::CityBureau | Role::Province => !matches!(action, MarkOverdue | ReadAudit),
         Role::Inspector => matches!(action, ReadProblems | ReadStats | ReadAudit),

@@ -167,7 +167,8 @@ fn check_placement(region: RegionCode, grid: &str) -> Result<(), DomainError> {
 pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<Vec<Event>, DomainError> {
     use Command as C;
     use Status as S;
-    let status_error = |status: Status| DomainError::InvalidState { command: command.name(), status: status.to_string() };
+    let status_error =
+        |status: Status| DomainError::InvalidState { command: command.name(), status: status.to_string() };
 
     let problem = match (&state.body, command) {
         (Body::Empty, C::RecordInspection { region, grid, sector, source, problems_found, notes }) => {
@@ -237,7 +238,10 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             }
             require_text("reason", reason)?;
             if problem.pending_extension.is_some() {
-                return Err(DomainError::InvalidState { command: command.name(), status: "awaiting an extension decision".into() });
+                return Err(DomainError::InvalidState {
+                    command: command.name(),
+                    status: "awaiting an extension decision".into(),
+                });
             }
             if problem.due.is_some_and(|current| *due <= current) {
                 return Err(DomainError::invalid("due", "an extension may only move the deadline later"));
@@ -246,13 +250,19 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
         }
         C::ApproveExtension { comment } => {
             let (Some(due), Some(previous_due)) = (problem.pending_extension, problem.due) else {
-                return Err(DomainError::InvalidState { command: command.name(), status: "without a pending extension".into() });
+                return Err(DomainError::InvalidState {
+                    command: command.name(),
+                    status: "without a pending extension".into(),
+                });
             };
             Event::ExtensionApproved { previous_due, due, comment: comment.clone() }
         }
         C::RejectExtension { reason } => {
             if problem.pending_extension.is_none() {
-                return Err(DomainError::InvalidState { command: command.name(), status: "without a pending extension".into() });
+                return Err(DomainError::InvalidState {
+                    command: command.name(),
+                    status: "without a pending extension".into(),
+                });
             }
             require_text("reason", reason)?;
             Event::ExtensionRejected { reason: reason.clone() }
@@ -274,10 +284,14 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             }
             let actor = ctx.actor.id.as_str();
             if problem.reported_by == actor {
-                return Err(DomainError::SeparationOfDuties("who reported a problem may not decide on its rectification".into()));
+                return Err(DomainError::SeparationOfDuties(
+                    "who reported a problem may not decide on its rectification".into(),
+                ));
             }
             if problem.submitted_by.as_deref() == Some(actor) {
-                return Err(DomainError::SeparationOfDuties("who submitted a rectification may not decide on it".into()));
+                return Err(DomainError::SeparationOfDuties(
+                    "who submitted a rectification may not decide on it".into(),
+                ));
             }
             match command {
                 C::Accept { comment } => Event::RectificationAccepted {
@@ -323,7 +337,10 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
         }
         C::ListSupervision { reason } => {
             if problem.listed || !status.is_open() {
-                return Err(DomainError::InvalidState { command: command.name(), status: if problem.listed { "listed".into() } else { status.to_string() } });
+                return Err(DomainError::InvalidState {
+                    command: command.name(),
+                    status: if problem.listed { "listed".into() } else { status.to_string() },
+                });
             }
             require_text("reason", reason)?;
             Event::SupervisionListed { reason: reason.clone() }
@@ -342,7 +359,9 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             if let crate::values::Measure::DailyPenalty { days: 0, .. } = measure {
                 return Err(DomainError::invalid("measure.days", "must be at least 1"));
             }
-            if matches!(measure, crate::values::Measure::Penalty { .. } | crate::values::Measure::DailyPenalty { .. }) && measure.amount_fen() == 0 {
+            if matches!(measure, crate::values::Measure::Penalty { .. } | crate::values::Measure::DailyPenalty { .. })
+                && measure.amount_fen() == 0
+            {
                 return Err(DomainError::invalid("measure.amount_fen", "a penalty needs a positive amount"));
             }
             Event::EnforcementRecorded { measure: measure.clone(), case_no: case_no.clone(), note: note.clone() }
@@ -358,7 +377,12 @@ pub fn evolve(mut state: State, env: &Envelope) -> State {
     state.last_hash.clone_from(&env.hash);
     match (&mut state.body, &env.event) {
         (Body::Empty, Event::InspectionRecorded { region, grid, sector, problems_found, .. }) => {
-            state.body = Body::Inspection(Inspection { region: *region, grid: grid.clone(), sector: *sector, problems_found: *problems_found });
+            state.body = Body::Inspection(Inspection {
+                region: *region,
+                grid: grid.clone(),
+                sector: *sector,
+                problems_found: *problems_found,
+            });
         }
         (Body::Empty, Event::ProblemReported { region, grid, sector, source, severity, description, .. }) => {
             state.body = Body::Problem(Box::new(Problem {
@@ -450,7 +474,12 @@ fn apply(p: &mut Problem, env: &Envelope, event: &Event) {
 /// Authorizes, decides and seals: the whole write path of one command on one stream, without I/O.
 ///
 /// `id` is the stream the command targets (a fresh id for a report or an inspection).
-pub fn execute(id: &AggregateId, state: &State, ctx: &CommandContext, command: &Command) -> Result<Commit, DomainError> {
+pub fn execute(
+    id: &AggregateId,
+    state: &State,
+    ctx: &CommandContext,
+    command: &Command,
+) -> Result<Commit, DomainError> {
     let expected_kind = match command {
         Command::RecordInspection { .. } => AggregateKind::Inspection,
         _ => AggregateKind::Problem,
@@ -465,7 +494,11 @@ pub fn execute(id: &AggregateId, state: &State, ctx: &CommandContext, command: &
             }
             Target { region: *region, grid: Some(grid), responsible: None }
         }
-        (_, Some(p)) => Target { region: p.region, grid: Some(&p.grid), responsible: p.responsible.as_ref().and_then(|r| r.actor_id.as_deref()) },
+        (_, Some(p)) => Target {
+            region: p.region,
+            grid: Some(&p.grid),
+            responsible: p.responsible.as_ref().and_then(|r| r.actor_id.as_deref()),
+        },
         (_, None) => Target { region: id.county(), grid: None, responsible: None },
     };
     authorize(&ctx.actor, Action::of(command), target)?;

@@ -59,10 +59,7 @@ impl fmt::Display for Sector {
 impl FromStr for Sector {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Sector::ALL
-            .into_iter()
-            .find(|x| x.as_str() == s)
-            .ok_or_else(|| format!("unknown sector `{s}`"))
+        Sector::ALL.into_iter().find(|x| x.as_str() == s).ok_or_else(|| format!("unknown sector `{s}`"))
     }
 }
 
