@@ -1,1 +1,6 @@
+//! The end-to-end tests: the real `rectify` binary, over HTTP, on each backend (a real nats-server where
+//! NATS is involved). One test binary, as matklad's "Delete Cargo Integration Tests" advises.
 
+mod api;
+mod app;
+mod lifecycle;
