@@ -1,8 +1,9 @@
 //! The deadline watcher: turns passed deadlines into `problem_overdue` events, exactly once.
 //!
-//! Safe with several instances running: the command id is derived from the problem and the deadline, so a
-//! second instance's command is a duplicate (or loses the version race and is then refused by the domain,
-//! which marks a deadline overdue only once).
+//! Safe with several instances running: the command id is derived from the problem and the version the
+//! watcher saw, so instances that saw the same state send the same command (a duplicate), and one that saw an
+//! older state loses the version race and is then refused by the domain, which marks a problem overdue only
+//! while it is not already.
 
 use crate::pipeline::Pipeline;
 use chrono::{DateTime, Utc};
@@ -61,7 +62,7 @@ impl Watcher {
                 },
                 occurred_at: now,
                 recorded_at: now,
-                command_id: format!("overdue:{}:{}", row.id, due.timestamp()),
+                command_id: format!("overdue:{}:v{}", row.id, row.state.version),
                 correlation_id: format!("overdue:{}", row.id),
             };
             match self

@@ -29,9 +29,9 @@ impl RegionCode {
 
     /// The level implied by the trailing zeros.
     pub fn level(self) -> Level {
-        if self.0 % 10_000 == 0 {
+        if self.0.is_multiple_of(10_000) {
             Level::Province
-        } else if self.0 % 100 == 0 {
+        } else if self.0.is_multiple_of(100) {
             Level::Prefecture
         } else {
             Level::County
