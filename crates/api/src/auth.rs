@@ -21,10 +21,6 @@ impl FromRequestParts<AppState> for Auth {
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
             .ok_or(ApiError::Unauthorized)?;
-        state
-            .tokens
-            .authenticate(token)
-            .map(Auth)
-            .ok_or(ApiError::Unauthorized)
+        state.tokens.authenticate(token).map(Auth).ok_or(ApiError::Unauthorized)
     }
 }

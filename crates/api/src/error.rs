@@ -20,11 +20,7 @@ pub enum ApiError {
     NotFound(String),
     /// The body or a parameter is malformed (400) or well-formed but invalid (422); `field` names it.
     #[error("{detail}")]
-    Invalid {
-        status: StatusCode,
-        field: Option<String>,
-        detail: String,
-    },
+    Invalid { status: StatusCode, field: Option<String>, detail: String },
     /// The aggregate changed since the version the client saw.
     #[error("{0}")]
     Conflict(String),
@@ -42,20 +38,12 @@ pub enum ApiError {
 impl ApiError {
     /// A 422 naming `field`.
     pub fn invalid(field: impl Into<String>, detail: impl Into<String>) -> ApiError {
-        ApiError::Invalid {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            field: Some(field.into()),
-            detail: detail.into(),
-        }
+        ApiError::Invalid { status: StatusCode::UNPROCESSABLE_ENTITY, field: Some(field.into()), detail: detail.into() }
     }
 
     /// A 400 about a malformed request.
     pub fn bad_request(field: Option<String>, detail: impl Into<String>) -> ApiError {
-        ApiError::Invalid {
-            status: StatusCode::BAD_REQUEST,
-            field,
-            detail: detail.into(),
-        }
+        ApiError::Invalid { status: StatusCode::BAD_REQUEST, field, detail: detail.into() }
     }
 
     fn status_and_slug(&self) -> (StatusCode, &'static str, &'static str) {
@@ -68,22 +56,10 @@ impl ApiError {
             }
             ApiError::Invalid { status, .. } => (*status, "invalid-field", "Invalid field"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "version-conflict", "Version conflict"),
-            ApiError::InvalidState(_) => (
-                StatusCode::CONFLICT,
-                "invalid-state",
-                "Not allowed in the current state",
-            ),
-            ApiError::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service unavailable",
-            ),
+            ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid-state", "Not allowed in the current state"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", "Timed out"),
-            ApiError::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            ),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
 }
@@ -125,10 +101,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -139,14 +112,10 @@ impl IntoResponse for ApiError {
 impl From<DomainError> for ApiError {
     fn from(e: DomainError) -> ApiError {
         match e {
-            DomainError::Forbidden(_) | DomainError::SeparationOfDuties(_) => {
-                ApiError::Forbidden(e.to_string())
-            }
+            DomainError::Forbidden(_) | DomainError::SeparationOfDuties(_) => ApiError::Forbidden(e.to_string()),
             DomainError::NotFound(_) => ApiError::NotFound(e.to_string()),
             DomainError::InvalidState { .. } => ApiError::InvalidState(e.to_string()),
-            DomainError::Invalid { field, message } => {
-                ApiError::invalid(field, format!("`{field}` {message}"))
-            }
+            DomainError::Invalid { field, message } => ApiError::invalid(field, format!("`{field}` {message}")),
         }
     }
 }

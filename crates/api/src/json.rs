@@ -16,14 +16,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        let is_json =
+            req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+                v.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
             });
         if !is_json {
             return Err(ApiError::Invalid {
@@ -32,13 +27,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 detail: "the body must be application/json".into(),
             });
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::Invalid {
-                status: e.status(),
-                field: None,
-                detail: e.body_text(),
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| ApiError::Invalid {
+            status: e.status(),
+            field: None,
+            detail: e.body_text(),
+        })?;
         parse(&bytes).map(JsonBody)
     }
 }
@@ -51,27 +44,17 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let inner = e.into_inner();
         let message = inner.to_string();
         // serde reports a missing field at its parent; name the field itself.
-        let missing = message
-            .strip_prefix("missing field `")
-            .and_then(|m| m.split('`').next());
+        let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
         let field = match (missing, path.as_str()) {
             (Some(m), "." | "") => m.to_owned(),
             (Some(m), p) => format!("{p}.{m}"),
             (None, p) => p.to_owned(),
         };
-        let detail = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let detail = message.split(" at line ").next().unwrap_or(&message).to_owned();
         if inner.is_syntax() || inner.is_eof() {
             ApiError::bad_request(None, format!("the body is not valid JSON: {detail}"))
         } else if field.is_empty() || field == "." {
-            ApiError::Invalid {
-                status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                field: None,
-                detail,
-            }
+            ApiError::Invalid { status: axum::http::StatusCode::UNPROCESSABLE_ENTITY, field: None, detail }
         } else {
             ApiError::invalid(field.clone(), format!("`{field}`: {detail}"))
         }

@@ -13,4 +13,4 @@ pub mod tokens;
 pub mod watcher;
 
 pub use routes::router;
-pub use server::{Backend, Settings, run};
+pub use server::{Backend, Service, Settings, run};

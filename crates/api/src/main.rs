@@ -61,12 +61,8 @@ enum TokenCmd {
 }
 
 fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn shutdown_signal() {
@@ -74,8 +70,7 @@ async fn shutdown_signal() {
         let _ = tokio::signal::ctrl_c().await;
     };
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };
@@ -107,21 +102,13 @@ fn token_scope(
         _ => None,
     };
     if let Some(level) = needed {
-        anyhow::ensure!(
-            region.level() == level,
-            "a {role} token needs a {level:?}-level --region, not {region}"
-        );
+        anyhow::ensure!(region.level() == level, "a {role} token needs a {level:?}-level --region, not {region}");
     }
     if let Some(g) = &grid {
-        let known = regions
-            .grid(g)
-            .with_context(|| format!("unknown grid {g}"))?;
+        let known = regions.grid(g).with_context(|| format!("unknown grid {g}"))?;
         anyhow::ensure!(known.county == region, "grid {g} is not in {region}");
     }
-    anyhow::ensure!(
-        role != Role::GridOfficer || grid.is_some(),
-        "a grid_officer token needs --grid"
-    );
+    anyhow::ensure!(role != Role::GridOfficer || grid.is_some(), "a grid_officer token needs --grid");
     Ok((role, region, grid))
 }
 
@@ -129,16 +116,9 @@ fn token_scope(
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve {
-            data_dir,
-            listen,
-            nats,
-            overdue_interval,
-        } => {
+        Cmd::Serve { data_dir, listen, nats, overdue_interval } => {
             init_logging();
-            let listener = tokio::net::TcpListener::bind(&listen)
-                .await
-                .with_context(|| format!("binding {listen}"))?;
+            let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
             let mut settings = Settings::new(data_dir);
             settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url });
             settings.overdue_interval = std::time::Duration::from_secs(overdue_interval.max(1));
@@ -147,16 +127,7 @@ async fn main() -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             rectify_api::run(listener, settings, shutdown_signal()).await
         }
-        Cmd::Token {
-            command:
-                TokenCmd::Add {
-                    data_dir,
-                    role,
-                    region,
-                    grid,
-                    name,
-                },
-        } => {
+        Cmd::Token { command: TokenCmd::Add { data_dir, role, region, grid, name } } => {
             let (role, region, grid) = token_scope(&role, region.as_deref(), grid)?;
             let token = tokens::add(&data_dir, role, region, grid, &name)?;
             println!("{token}");

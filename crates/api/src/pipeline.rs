@@ -35,28 +35,18 @@ impl Pipeline {
     pub async fn load(&self, id: &AggregateId) -> Result<(State, u64), ApiError> {
         let records = self.log.read_stream(id).await?;
         let last = records.last().map_or(0, |r| r.position);
-        Ok((
-            State::replay(records.iter().flat_map(|r| &r.commit.events)),
-            last,
-        ))
+        Ok((State::replay(records.iter().flat_map(|r| &r.commit.events)), last))
     }
 
     async fn answer(&self, appended: Appended, id: &AggregateId) -> Result<Accepted, ApiError> {
         let id = if appended.duplicate {
             // A retried command may have been sent to another id (a new problem gets a fresh id per try).
             let first = self.log.read_from(appended.position, 1).await?;
-            first
-                .first()
-                .map_or_else(|| id.clone(), |r| r.commit.stream().clone())
+            first.first().map_or_else(|| id.clone(), |r| r.commit.stream().clone())
         } else {
             id.clone()
         };
-        Ok(Accepted {
-            id,
-            version: appended.version,
-            position: appended.position,
-            duplicate: appended.duplicate,
-        })
+        Ok(Accepted { id, version: appended.version, position: appended.position, duplicate: appended.duplicate })
     }
 
     /// The first answer to `command_id`, if it was handled before.
@@ -72,16 +62,12 @@ impl Pipeline {
                 }));
             }
         }
-        Ok(self
-            .views
-            .store()
-            .command(command_id)?
-            .map(|(id, version, position)| Accepted {
-                id,
-                version,
-                position,
-                duplicate: true,
-            }))
+        Ok(self.views.store().command(command_id)?.map(|(id, version, position)| Accepted {
+            id,
+            version,
+            position,
+            duplicate: true,
+        }))
     }
 
     /// Runs `command` on stream `id`. With `if_match`, the aggregate must be at that version (else 409);
@@ -101,18 +87,13 @@ impl Pipeline {
             let (state, last) = self.load(id).await?;
             if let Some(expected) = if_match {
                 if expected != state.version {
-                    return Err(ApiError::Conflict(format!(
-                        "{id} is at version {}, not {expected}",
-                        state.version
-                    )));
+                    return Err(ApiError::Conflict(format!("{id} is at version {}, not {expected}", state.version)));
                 }
             }
             let commit = execute(id, &state, ctx, command)?;
             match self.log.append(&commit, last).await {
                 Ok(appended) => return self.answer(appended, id).await,
-                Err(AppendError::Conflict { .. }) if if_match.is_none() && !retried => {
-                    retried = true
-                }
+                Err(AppendError::Conflict { .. }) if if_match.is_none() && !retried => retried = true,
                 Err(e) => return Err(e.into()),
             }
         }

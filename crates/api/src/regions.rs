@@ -51,8 +51,7 @@ impl Regions {
     /// Loads `regions.csv` and `grids.csv` from `dir`.
     pub fn load(dir: &Path) -> anyhow::Result<Regions> {
         let read = |name: &str| {
-            std::fs::read_to_string(dir.join(name))
-                .with_context(|| format!("reading {}", dir.join(name).display()))
+            std::fs::read_to_string(dir.join(name)).with_context(|| format!("reading {}", dir.join(name).display()))
         };
         Regions::parse(&read("regions.csv")?, &read("grids.csv")?)
     }
@@ -64,15 +63,11 @@ impl Regions {
         let mut root = None;
         for row in csv::Reader::from_reader(regions_csv.as_bytes()).records() {
             let row = row?;
-            let code = RegionCode::parse(&row[0])
-                .with_context(|| format!("bad region code {}", &row[0]))?;
+            let code = RegionCode::parse(&row[0]).with_context(|| format!("bad region code {}", &row[0]))?;
             let parent = if row[1].is_empty() {
                 None
             } else {
-                Some(
-                    RegionCode::parse(&row[1])
-                        .with_context(|| format!("bad parent {}", &row[1]))?,
-                )
+                Some(RegionCode::parse(&row[1]).with_context(|| format!("bad parent {}", &row[1]))?)
             };
             if parent.is_none() {
                 root = Some(code);
@@ -90,54 +85,30 @@ impl Regions {
                 },
             );
         }
-        let Some(root) = root else {
-            bail!("the region data has no root (a row without parent)")
-        };
-        let codes: Vec<(RegionCode, Option<RegionCode>)> =
-            regions.values().map(|r| (r.code, r.parent)).collect();
+        let Some(root) = root else { bail!("the region data has no root (a row without parent)") };
+        let codes: Vec<(RegionCode, Option<RegionCode>)> = regions.values().map(|r| (r.code, r.parent)).collect();
         for (code, parent) in codes {
             if let Some(p) = parent {
-                regions
-                    .get_mut(&p)
-                    .with_context(|| format!("{code} names unknown parent {p}"))?
-                    .children
-                    .push(code);
+                regions.get_mut(&p).with_context(|| format!("{code} names unknown parent {p}"))?.children.push(code);
             }
         }
         let mut grids = BTreeMap::new();
         for row in csv::Reader::from_reader(grids_csv.as_bytes()).records() {
             let row = row?;
-            let county =
-                RegionCode::parse(&row[1]).with_context(|| format!("bad county {}", &row[1]))?;
-            let region = regions
-                .get_mut(&county)
-                .with_context(|| format!("grid {} names unknown county {county}", &row[0]))?;
+            let county = RegionCode::parse(&row[1]).with_context(|| format!("bad county {}", &row[1]))?;
+            let region =
+                regions.get_mut(&county).with_context(|| format!("grid {} names unknown county {county}", &row[0]))?;
             if region.level != Level::County {
-                bail!(
-                    "grid {} belongs to {county}, which is not a county",
-                    &row[0]
-                );
+                bail!("grid {} belongs to {county}, which is not a county", &row[0]);
             }
             region.grids.push(row[0].to_owned());
-            let officers = row[4]
-                .parse()
-                .with_context(|| format!("bad officer count for grid {}", &row[0]))?;
+            let officers = row[4].parse().with_context(|| format!("bad officer count for grid {}", &row[0]))?;
             grids.insert(
                 row[0].to_owned(),
-                Grid {
-                    id: row[0].into(),
-                    county,
-                    name_zh: row[2].into(),
-                    name_en: row[3].into(),
-                    officers,
-                },
+                Grid { id: row[0].into(), county, name_zh: row[2].into(), name_en: row[3].into(), officers },
             );
         }
-        Ok(Regions {
-            root,
-            regions,
-            grids,
-        })
+        Ok(Regions { root, regions, grids })
     }
 
     /// One division.
@@ -169,22 +140,11 @@ mod tests {
     fn guizhou_has_the_official_divisions_and_the_campaign_grids() {
         let r = Regions::guizhou();
         let count = |level| r.all().filter(|x| x.level == level).count();
-        assert_eq!(
-            (
-                count(Level::Province),
-                count(Level::Prefecture),
-                count(Level::County)
-            ),
-            (1, 9, 88)
-        );
+        assert_eq!((count(Level::Province), count(Level::Prefecture), count(Level::County)), (1, 9, 88));
         assert_eq!(r.grids().count(), 1894);
         assert_eq!(r.grids().map(|g| g.officers).sum::<u32>(), 1920);
         let guiyang = r.region(RegionCode::parse("520100").unwrap()).unwrap();
         assert_eq!(guiyang.children.len(), 10);
-        assert!(
-            r.all()
-                .filter(|x| x.level == Level::County)
-                .all(|c| !c.grids.is_empty())
-        );
+        assert!(r.all().filter(|x| x.level == Level::County).all(|c| !c.grids.is_empty()));
     }
 }

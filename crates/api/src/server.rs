@@ -67,51 +67,71 @@ pub async fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> 
     })
 }
 
+/// The running parts of the service behind the router: the state handlers share, and the projector and
+/// deadline watcher tasks.
+pub struct Service {
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Service {
+    /// Opens the log and the views and starts the projector and the deadline watcher.
+    pub async fn start(settings: &Settings) -> anyhow::Result<Service> {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating {}", settings.data_dir.display()))?;
+        let log = open_log(settings).await?;
+        let views_dir = settings.data_dir.join("views");
+        let store =
+            ViewStore::open(&views_dir).with_context(|| format!("opening the views in {}", views_dir.display()))?;
+        let (projector, views) = Projector::new(log.clone(), store)?;
+        let ready_at = log.head().await.unwrap_or(0);
+        let pipeline = Pipeline::new(log.clone(), views.clone());
+        let regions = Regions::guizhou();
+        let root = regions.root;
+        let state = AppState(Arc::new(Inner {
+            log,
+            views: views.clone(),
+            pipeline: pipeline.clone(),
+            tokens: TokenStore::open(&settings.data_dir),
+            regions,
+            ready_at,
+            wait_limit: settings.wait_limit,
+        }));
+        let (stop, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let watcher = Watcher { pipeline, views, clock: settings.clock.clone(), root };
+        let tasks = vec![
+            tokio::spawn(projector.run(stopped(stop_rx.clone()))),
+            tokio::spawn(watcher.run(settings.overdue_interval, stopped(stop_rx))),
+        ];
+        Ok(Service { state, stop, tasks })
+    }
+
+    /// The router over this service's state.
+    pub fn router(&self) -> axum::Router {
+        crate::router(self.state.clone())
+    }
+
+    /// Stops the background tasks and waits for them (the projector flushes its views).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
 /// Runs the service on `listener` until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&settings.data_dir)
-        .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-    let log = open_log(&settings).await?;
-    let views_dir = settings.data_dir.join("views");
-    let store = ViewStore::open(&views_dir)
-        .with_context(|| format!("opening the views in {}", views_dir.display()))?;
-    let (projector, views) = Projector::new(log.clone(), store)?;
-    let ready_at = log.head().await.unwrap_or(0);
-    let pipeline = Pipeline::new(log.clone(), views.clone());
-    let regions = Regions::guizhou();
-    let root = regions.root;
-    let state = AppState(Arc::new(Inner {
-        log,
-        views: views.clone(),
-        pipeline: pipeline.clone(),
-        tokens: TokenStore::open(&settings.data_dir),
-        regions,
-        ready_at,
-        wait_limit: settings.wait_limit,
-    }));
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let projector_task = tokio::spawn(projector.run(stopped(stop_rx.clone())));
-    let watcher = Watcher {
-        pipeline,
-        views,
-        clock: settings.clock.clone(),
-        root,
-    };
-    let watcher_task =
-        tokio::spawn(watcher.run(settings.overdue_interval, stopped(stop_rx.clone())));
-
-    let served = axum::serve(listener, crate::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    let _ = stop_tx.send(true);
-    let _ = tokio::join!(projector_task, watcher_task);
+    let service = Service::start(&settings).await?;
+    let served = axum::serve(listener, service.router()).with_graceful_shutdown(shutdown).await;
+    service.stop().await;
     served.context("serving HTTP")
 }

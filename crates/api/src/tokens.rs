@@ -38,13 +38,7 @@ fn file(dir: &Path) -> PathBuf {
 }
 
 /// Creates a token, appends its hash to the store in `dir` and returns the token (shown once, never stored).
-pub fn add(
-    dir: &Path,
-    role: Role,
-    region: RegionCode,
-    grid: Option<String>,
-    name: &str,
-) -> anyhow::Result<String> {
+pub fn add(dir: &Path, role: Role, region: RegionCode, grid: Option<String>, name: &str) -> anyhow::Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
@@ -80,16 +74,11 @@ pub struct TokenStore {
 impl TokenStore {
     /// A store over `dir` (the file may not exist yet).
     pub fn open(dir: &Path) -> TokenStore {
-        TokenStore {
-            path: file(dir),
-            loaded: RwLock::new((None, HashMap::new())),
-        }
+        TokenStore { path: file(dir), loaded: RwLock::new((None, HashMap::new())) }
     }
 
     fn reload_if_changed(&self) {
-        let modified = std::fs::metadata(&self.path)
-            .and_then(|m| Ok((m.modified()?, m.len())))
-            .ok();
+        let modified = std::fs::metadata(&self.path).and_then(|m| Ok((m.modified()?, m.len()))).ok();
         if self.loaded.read().expect("token lock").0 == modified {
             return;
         }
@@ -135,22 +124,12 @@ mod tests {
         let region = RegionCode::parse("520102").unwrap();
         let token = add(dir.path(), Role::CountyBureau, region, None, "nanming").unwrap();
         let stored = std::fs::read_to_string(dir.path().join("tokens.jsonl")).unwrap();
-        assert!(
-            !stored.contains(&token),
-            "the token itself must not be stored"
-        );
+        assert!(!stored.contains(&token), "the token itself must not be stored");
         let store = TokenStore::open(dir.path());
         let actor = store.authenticate(&token).unwrap();
         assert_eq!((actor.role, actor.region), (Role::CountyBureau, region));
         assert!(store.authenticate("rfy_wrong").is_none());
-        let second = add(
-            dir.path(),
-            Role::Inspector,
-            RegionCode::parse("520000").unwrap(),
-            None,
-            "",
-        )
-        .unwrap();
+        let second = add(dir.path(), Role::Inspector, RegionCode::parse("520000").unwrap(), None, "").unwrap();
         assert_eq!(store.authenticate(&second).unwrap().role, Role::Inspector);
     }
 }

@@ -32,16 +32,13 @@ impl Watcher {
     /// Marks every problem whose deadline passed; returns how many were marked now.
     pub async fn sweep(&self) -> usize {
         let now = (self.clock)();
-        let due: Vec<_> = match self
-            .views
-            .store()
-            .ledger_page("P", None, usize::MAX, |row| {
-                row.state.problem().is_some_and(|p| {
-                    matches!(p.status, Status::Rectifying | Status::PendingAcceptance)
-                        && !p.overdue
-                        && p.due.is_some_and(|d| d < now)
-                })
-            }) {
+        let due: Vec<_> = match self.views.store().ledger_page("P", None, usize::MAX, |row| {
+            row.state.problem().is_some_and(|p| {
+                matches!(p.status, Status::Rectifying | Status::PendingAcceptance)
+                    && !p.overdue
+                    && p.due.is_some_and(|d| d < now)
+            })
+        }) {
             Ok(rows) => rows,
             Err(error) => {
                 tracing::error!(%error, "deadline watcher cannot read the ledger");
@@ -65,11 +62,7 @@ impl Watcher {
                 command_id: format!("overdue:{}:v{}", row.id, row.state.version),
                 correlation_id: format!("overdue:{}", row.id),
             };
-            match self
-                .pipeline
-                .run(&row.id, &ctx, &Command::MarkOverdue { due }, None)
-                .await
-            {
+            match self.pipeline.run(&row.id, &ctx, &Command::MarkOverdue { due }, None).await {
                 Ok(a) if !a.duplicate => marked += 1,
                 Ok(_) => {}
                 // The problem moved on (closed, extended, or another instance marked it): nothing to do.

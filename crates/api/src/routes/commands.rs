@@ -13,9 +13,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use rectify_domain::values::{
-    DeadlineClass, Evidence, Measure, Responsible, Sector, Severity, Source,
-};
+use rectify_domain::values::{DeadlineClass, Evidence, Measure, Responsible, Sector, Severity, Source};
 use rectify_domain::{AggregateId, AggregateKind, Command, CommandContext, RegionCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,9 +36,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
     headers
         .get(name)
         .map(|v| {
-            v.to_str().map_err(|_| {
-                ApiError::bad_request(Some(name.into()), format!("`{name}` must be visible ASCII"))
-            })
+            v.to_str().map_err(|_| ApiError::bad_request(Some(name.into()), format!("`{name}` must be visible ASCII")))
         })
         .transpose()
 }
@@ -48,9 +44,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
 fn command_id(headers: &HeaderMap) -> Result<String, ApiError> {
     match header(headers, "idempotency-key")? {
         None => Ok(ulid::Ulid::new().to_string()),
-        Some(key)
-            if !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
+        Some(key) if !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(key.to_owned())
         }
         Some(_) => Err(ApiError::bad_request(
@@ -66,10 +60,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     };
     let v = value.trim().trim_start_matches("W/").trim_matches('"');
     v.parse().map(Some).map_err(|_| {
-        ApiError::bad_request(
-            Some("If-Match".into()),
-            "`If-Match` must be a quoted version number such as \"3\"",
-        )
+        ApiError::bad_request(Some("If-Match".into()), "`If-Match` must be a quoted version number such as \"3\"")
     })
 }
 
@@ -80,10 +71,7 @@ fn business_time(
 ) -> Result<DateTime<Utc>, ApiError> {
     let at = at.unwrap_or(now);
     if at > now + FUTURE_SKEW {
-        return Err(ApiError::invalid(
-            field,
-            format!("`{field}` must not be in the future"),
-        ));
+        return Err(ApiError::invalid(field, format!("`{field}` must not be in the future")));
     }
     Ok(at)
 }
@@ -100,8 +88,7 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let command_id = command_id(headers)?;
-    let correlation_id =
-        header(headers, "x-correlation-id")?.map_or_else(|| command_id.clone(), str::to_owned);
+    let correlation_id = header(headers, "x-correlation-id")?.map_or_else(|| command_id.clone(), str::to_owned);
     let ctx = CommandContext {
         actor,
         occurred_at: business_time("occurred_at", occurred_at, now)?,
@@ -109,30 +96,11 @@ async fn dispatch(
         command_id,
         correlation_id,
     };
-    let Accepted {
-        id,
-        version,
-        position,
-        ..
-    } = state
-        .pipeline
-        .run(id, &ctx, &command, if_match(headers)?)
-        .await?;
-    let mut response = (
-        status,
-        axum::Json(CommandAnswer {
-            id: id.to_string(),
-            version,
-            position,
-        }),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        axum::http::header::ETAG,
-        format!("\"{version}\"")
-            .parse()
-            .expect("a number is a valid header"),
-    );
+    let Accepted { id, version, position, .. } = state.pipeline.run(id, &ctx, &command, if_match(headers)?).await?;
+    let mut response = (status, axum::Json(CommandAnswer { id: id.to_string(), version, position })).into_response();
+    response
+        .headers_mut()
+        .insert(axum::http::header::ETAG, format!("\"{version}\"").parse().expect("a number is a valid header"));
     Ok(response)
 }
 
@@ -146,29 +114,20 @@ fn problem_id(raw: &str) -> Result<AggregateId, ApiError> {
 fn placement(state: &AppState, region: &str, grid: &str) -> Result<RegionCode, ApiError> {
     let code = RegionCode::parse(region)
         .ok_or_else(|| ApiError::invalid("region", "`region` must be a six-digit county code"))?;
-    let known = state
-        .regions
-        .region(code)
-        .ok_or_else(|| ApiError::invalid("region", format!("unknown region {region}")))?;
+    let known =
+        state.regions.region(code).ok_or_else(|| ApiError::invalid("region", format!("unknown region {region}")))?;
     if known.level != rectify_domain::region::Level::County {
-        return Err(ApiError::invalid(
-            "region",
-            format!("{region} is not a county"),
-        ));
+        return Err(ApiError::invalid("region", format!("{region} is not a county")));
     }
     match state.regions.grid(grid) {
         Some(g) if g.county == code => Ok(code),
-        Some(_) => Err(ApiError::invalid(
-            "grid",
-            format!("grid {grid} is not in {region}"),
-        )),
+        Some(_) => Err(ApiError::invalid("grid", format!("grid {grid} is not in {region}"))),
         None => Err(ApiError::invalid("grid", format!("unknown grid {grid}"))),
     }
 }
 
 fn new_id(kind: AggregateKind, county: RegionCode) -> AggregateId {
-    AggregateId::new(kind, county, &ulid::Ulid::new().to_string())
-        .expect("a ulid is a valid id suffix")
+    AggregateId::new(kind, county, &ulid::Ulid::new().to_string()).expect("a ulid is a valid id suffix")
 }
 
 /// Body of `POST /api/v1/problems`.

@@ -32,10 +32,7 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
     }
 }
 
@@ -50,13 +47,8 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, String) {
     let applied = state.views.applied();
     match state.log.head().await {
-        Ok(head) if applied >= head.min(state.ready_at) => {
-            (StatusCode::OK, format!("ready at position {applied}"))
-        }
-        Ok(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("catching up: views at {applied} of {}", state.ready_at),
-        ),
+        Ok(head) if applied >= head.min(state.ready_at) => (StatusCode::OK, format!("ready at position {applied}")),
+        Ok(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("catching up: views at {applied} of {}", state.ready_at)),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
@@ -81,10 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/problems/{id}/assignment", post(assignment))
         .route("/problems/{id}/progress", post(progress))
         .route("/problems/{id}/extension", post(extension))
-        .route(
-            "/problems/{id}/extension-decision",
-            post(extension_decision),
-        )
+        .route("/problems/{id}/extension-decision", post(extension_decision))
         .route("/problems/{id}/submission", post(submission))
         .route("/problems/{id}/acceptance", post(acceptance))
         .route("/problems/{id}/reopen", post(reopen))

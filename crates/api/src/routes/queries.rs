@@ -23,13 +23,11 @@ use utoipa::{IntoParams, ToSchema};
 /// Waits (bounded) until the views include `position`.
 async fn wait(state: &AppState, position: Option<u64>) -> Result<(), ApiError> {
     match position {
-        Some(p) if !state.views.wait_for(p, state.wait_limit).await => {
-            Err(ApiError::Timeout(format!(
-                "the views did not reach position {p} within {} s (they are at {})",
-                state.wait_limit.as_secs(),
-                state.views.applied()
-            )))
-        }
+        Some(p) if !state.views.wait_for(p, state.wait_limit).await => Err(ApiError::Timeout(format!(
+            "the views did not reach position {p} within {} s (they are at {})",
+            state.wait_limit.as_secs(),
+            state.views.applied()
+        ))),
         _ => Ok(()),
     }
 }
@@ -116,26 +114,13 @@ async fn readable(
     raw: &str,
 ) -> Result<(AggregateId, Vec<rectify_eventlog::Record>), ApiError> {
     let not_found = || ApiError::NotFound(format!("no problem {raw}"));
-    let id = AggregateId::parse(raw)
-        .filter(|id| id.kind() == AggregateKind::Problem)
-        .ok_or_else(not_found)?;
+    let id = AggregateId::parse(raw).filter(|id| id.kind() == AggregateKind::Problem).ok_or_else(not_found)?;
     // Refuse by region before touching the log, so probing ids outside one's reach learns nothing.
-    authorize(
-        actor,
-        Action::ReadProblems,
-        Target {
-            region: id.county(),
-            grid: None,
-            responsible: None,
+    authorize(actor, Action::ReadProblems, Target { region: id.county(), grid: None, responsible: None }).or_else(
+        |e| {
+            if matches!(actor.role, Role::ResponsibleEntity | Role::GridOfficer) { Ok(()) } else { Err(e) }
         },
-    )
-    .or_else(|e| {
-        if matches!(actor.role, Role::ResponsibleEntity | Role::GridOfficer) {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    )?;
     let records = state.log.read_stream(&id).await?;
     let full = AggState::replay(records.iter().flat_map(|r| &r.commit.events));
     let problem = full.problem().ok_or_else(not_found)?;
@@ -161,21 +146,13 @@ pub async fn problem(
     Query(q): Query<ProblemQuery>,
 ) -> Result<Response, ApiError> {
     let (id, records) = readable(&state, &actor, &raw).await?;
-    let events = records
-        .iter()
-        .flat_map(|r| &r.commit.events)
-        .filter(|e| q.as_of.is_none_or(|t| e.occurred_at <= t));
+    let events = records.iter().flat_map(|r| &r.commit.events).filter(|e| q.as_of.is_none_or(|t| e.occurred_at <= t));
     let s = AggState::replay(events);
-    let p = s
-        .problem()
-        .ok_or_else(|| ApiError::NotFound(format!("problem {raw} did not exist at that time")))?;
+    let p = s.problem().ok_or_else(|| ApiError::NotFound(format!("problem {raw} did not exist at that time")))?;
     let mut response = Json(ProblemView::new(&id, s.version, p)).into_response();
-    response.headers_mut().insert(
-        header::ETAG,
-        format!("\"{}\"", s.version)
-            .parse()
-            .expect("a number is a valid header"),
-    );
+    response
+        .headers_mut()
+        .insert(header::ETAG, format!("\"{}\"", s.version).parse().expect("a number is a valid header"));
     Ok(response)
 }
 
@@ -198,15 +175,7 @@ pub async fn history(
     Path(raw): Path<String>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let (_, records) = readable(&state, &actor, &raw).await?;
-    Ok(Json(
-        records
-            .into_iter()
-            .map(|r| HistoryEntry {
-                position: r.position,
-                events: r.commit.events,
-            })
-            .collect(),
-    ))
+    Ok(Json(records.into_iter().map(|r| HistoryEntry { position: r.position, events: r.commit.events }).collect()))
 }
 
 /// Ledger filters and paging.
@@ -252,11 +221,7 @@ const CSV_COLUMNS: &str = "id,status,version,region,grid,sector,severity,source,
 
 fn csv_line(v: &ProblemView) -> String {
     let quote = |s: &str| {
-        if s.contains([',', '"', '\n']) {
-            format!("\"{}\"", s.replace('"', "\"\""))
-        } else {
-            s.to_owned()
-        }
+        if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
     };
     let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
     [
@@ -281,10 +246,7 @@ fn csv_line(v: &ProblemView) -> String {
 
 /// Serde's snake_case name of a unit enum value.
 fn wire_name<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// The problem ledger (问题清单台账), filtered and paged, as JSON or CSV.
@@ -297,30 +259,16 @@ pub async fn ledger(
     Query(q): Query<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let region = region_param(&state, q.region.as_deref())?;
-    authorize(
-        &actor,
-        Action::ReadProblems,
-        Target {
-            region,
-            grid: q.grid.as_deref(),
-            responsible: None,
+    authorize(&actor, Action::ReadProblems, Target { region, grid: q.grid.as_deref(), responsible: None }).or_else(
+        |e| {
+            if actor.role == Role::ResponsibleEntity { Ok(()) } else { Err(e) }
         },
-    )
-    .or_else(|e| {
-        if actor.role == Role::ResponsibleEntity {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })?;
+    )?;
     let limit = match q.limit {
         None => 100,
         Some(n @ 1..=1000) => n,
         Some(_) => {
-            return Err(ApiError::invalid(
-                "limit",
-                "`limit` must be between 1 and 1000",
-            ));
+            return Err(ApiError::invalid("limit", "`limit` must be between 1 and 1000"));
         }
     };
     let csv = match q.format.as_deref() {
@@ -338,28 +286,15 @@ pub async fn ledger(
             && q.grid.as_ref().is_none_or(|g| *g == p.grid)
             && q.sector.is_none_or(|s| s == p.sector)
             && q.status.is_none_or(|s| s == p.status)
-            && q.overdue
-                .is_none_or(|o| o == (p.overdue && p.status.is_open()))
+            && q.overdue.is_none_or(|o| o == (p.overdue && p.status.is_open()))
             && q.listed.is_none_or(|l| l == p.listed)
             && q.class.is_none_or(|c| Some(c) == p.deadline_class)
     };
     let position = state.views.applied();
-    let rows =
-        state
-            .views
-            .store()
-            .ledger_page(&id_prefix(region), q.after.as_deref(), limit, keep)?;
-    let next = (rows.len() == limit)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
-    let items: Vec<ProblemView> = rows
-        .iter()
-        .filter_map(|r| {
-            r.state
-                .problem()
-                .map(|p| ProblemView::new(&r.id, r.state.version, p))
-        })
-        .collect();
+    let rows = state.views.store().ledger_page(&id_prefix(region), q.after.as_deref(), limit, keep)?;
+    let next = (rows.len() == limit).then(|| rows.last().map(|r| r.id.to_string())).flatten();
+    let items: Vec<ProblemView> =
+        rows.iter().filter_map(|r| r.state.problem().map(|p| ProblemView::new(&r.id, r.state.version, p))).collect();
     if csv {
         let mut body = String::from(CSV_COLUMNS);
         body.push('\n');
@@ -367,21 +302,13 @@ pub async fn ledger(
             body.push_str(&csv_line(item));
             body.push('\n');
         }
-        let mut response =
-            ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
+        let mut response = ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response();
         if let Some(next) = next {
-            response
-                .headers_mut()
-                .insert("x-next-cursor", next.parse().expect("ids are header-safe"));
+            response.headers_mut().insert("x-next-cursor", next.parse().expect("ids are header-safe"));
         }
         return Ok(response);
     }
-    Ok(Json(LedgerPage {
-        items,
-        next,
-        position,
-    })
-    .into_response())
+    Ok(Json(LedgerPage { items, next, position }).into_response())
 }
 
 /// Region and read-your-writes for statistics.
@@ -418,30 +345,12 @@ pub async fn summary(
     Query(q): Query<StatsQuery>,
 ) -> Result<Json<Summary>, ApiError> {
     let region = region_param(&state, q.region.as_deref())?;
-    authorize(
-        &actor,
-        Action::ReadStats,
-        Target {
-            region,
-            grid: None,
-            responsible: None,
-        },
-    )?;
+    authorize(&actor, Action::ReadStats, Target { region, grid: None, responsible: None })?;
     wait(&state, q.wait_for).await?;
     let position = state.views.applied();
-    let counters = state
-        .views
-        .store()
-        .counter(&CounterKey::region(region).with_sector(q.sector))?;
-    let info = state
-        .regions
-        .region(region)
-        .expect("checked by region_param");
-    let fix_rate = if counters.found > 0 {
-        counters.fixed as f64 / counters.found as f64
-    } else {
-        0.0
-    };
+    let counters = state.views.store().counter(&CounterKey::region(region).with_sector(q.sector))?;
+    let info = state.regions.region(region).expect("checked by region_param");
+    let fix_rate = if counters.found > 0 { counters.fixed as f64 / counters.found as f64 } else { 0.0 };
     Ok(Json(Summary {
         region: region.to_string(),
         name: info.name_zh.clone(),
@@ -499,11 +408,7 @@ pub async fn region(
         .children
         .iter()
         .filter_map(|c| state.regions.region(*c))
-        .map(|c| RegionRef {
-            code: c.code.to_string(),
-            name: c.name_zh.clone(),
-            name_en: c.name_en.clone(),
-        })
+        .map(|c| RegionRef { code: c.code.to_string(), name: c.name_zh.clone(), name_en: c.name_en.clone() })
         .collect();
     let grids = r
         .grids
@@ -548,24 +453,16 @@ pub async fn stream(
     use tokio_stream::StreamExt;
     use tokio_stream::wrappers::BroadcastStream;
     let show_problems = actor.role != Role::Public;
-    let hello = SseEvent::default()
-        .event("hello")
-        .data(format!("{{\"position\":{}}}", state.views.applied()));
+    let hello = SseEvent::default().event("hello").data(format!("{{\"position\":{}}}", state.views.applied()));
     let changes = BroadcastStream::new(state.views.subscribe()).map(move |item| {
         Ok(match item {
             Ok(applied) => {
                 let change = ChangeEvent {
                     position: applied.position,
-                    problems: if show_problems {
-                        applied.problems.clone()
-                    } else {
-                        Vec::new()
-                    },
+                    problems: if show_problems { applied.problems.clone() } else { Vec::new() },
                     counters: applied.counters.clone(),
                 };
-                SseEvent::default()
-                    .event("changed")
-                    .data(serde_json::to_string(&change).expect("serializes"))
+                SseEvent::default().event("changed").data(serde_json::to_string(&change).expect("serializes"))
             }
             // A slow client missed some batches: tell it to refetch everything.
             Err(_) => SseEvent::default().event("resync").data("{}"),
