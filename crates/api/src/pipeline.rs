@@ -1,12 +1,42 @@
-//! The command pipeline: idempotency, load the aggregate from the log, authorize and decide (domain),
-//! append with the expected position, and retry once on a lost race.
+//! The command pipeline: idempotency, load the aggregate (from a cache of recent states, else the log),
+//! authorize and decide (domain), append with the expected position, and retry once on a lost race.
+//!
+//! The cache may be stale when other processes write to the same log; the append's expected position
+//! verifies it, and any doubt (a conflict, a refusal, a version mismatch) is settled by reloading from the log.
 
 use crate::error::ApiError;
 use rectify_domain::problem::State;
 use rectify_domain::{AggregateId, Command, CommandContext, execute};
 use rectify_eventlog::{AppendError, Appended, EventLog};
 use rectify_projector::ProjectorHandle;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Most aggregate states kept in memory; the cache is emptied when full (simple, bounded, and a miss only
+/// costs one stream read).
+const CACHE_CAPACITY: usize = 100_000;
+
+/// Recent aggregate states with the position of their last commit.
+#[derive(Default)]
+struct Cache(Mutex<HashMap<AggregateId, (State, u64)>>);
+
+impl Cache {
+    fn get(&self, id: &AggregateId) -> Option<(State, u64)> {
+        self.0.lock().expect("cache lock").get(id).cloned()
+    }
+
+    fn put(&self, id: &AggregateId, state: State, position: u64) {
+        let mut map = self.0.lock().expect("cache lock");
+        if map.len() >= CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert(id.clone(), (state, position));
+    }
+
+    fn forget(&self, id: &AggregateId) {
+        self.0.lock().expect("cache lock").remove(id);
+    }
+}
 
 /// The answer to an accepted command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,12 +53,13 @@ pub struct Accepted {
 pub struct Pipeline {
     log: Arc<dyn EventLog>,
     views: ProjectorHandle,
+    cache: Arc<Cache>,
 }
 
 impl Pipeline {
     /// A pipeline over `log`; `views` supplies the idempotency index for command ids the log forgot.
     pub fn new(log: Arc<dyn EventLog>, views: ProjectorHandle) -> Pipeline {
-        Pipeline { log, views }
+        Pipeline { log, views, cache: Arc::default() }
     }
 
     /// The aggregate's current state and the log position of its last commit (0 if it does not exist).
@@ -82,20 +113,49 @@ impl Pipeline {
         if let Some(first) = self.previous(&ctx.command_id).await? {
             return Ok(first);
         }
+        let (mut state, mut last, mut fresh) = match self.cache.get(id) {
+            Some((state, last)) => (state, last, false),
+            None => {
+                let (state, last) = self.load(id).await?;
+                (state, last, true)
+            }
+        };
         let mut retried = false;
         loop {
-            let (state, last) = self.load(id).await?;
-            if let Some(expected) = if_match {
-                if expected != state.version {
-                    return Err(ApiError::Conflict(format!("{id} is at version {}, not {expected}", state.version)));
+            let outcome = match if_match {
+                Some(expected) if expected != state.version => {
+                    Err(ApiError::Conflict(format!("{id} is at version {}, not {expected}", state.version)))
                 }
+                _ => execute(id, &state, ctx, command).map_err(ApiError::from),
+            };
+            let error = match outcome {
+                Ok(commit) => match self.log.append(&commit, last).await {
+                    Ok(appended) => {
+                        if !appended.duplicate {
+                            let next = commit.events.iter().fold(state, rectify_domain::evolve);
+                            self.cache.put(id, next, appended.position);
+                        }
+                        return self.answer(appended, id).await;
+                    }
+                    Err(AppendError::Conflict { .. }) if fresh && if_match.is_none() && !retried => {
+                        retried = true;
+                        None
+                    }
+                    Err(e) => Some(ApiError::from(e)),
+                },
+                Err(e) => Some(e),
+            };
+            match error {
+                // Decided on a cached state that may be stale: decide again on the log's.
+                Some(_) if !fresh => {}
+                Some(e) => {
+                    self.cache.forget(id);
+                    return Err(e);
+                }
+                None => {}
             }
-            let commit = execute(id, &state, ctx, command)?;
-            match self.log.append(&commit, last).await {
-                Ok(appended) => return self.answer(appended, id).await,
-                Err(AppendError::Conflict { .. }) if if_match.is_none() && !retried => retried = true,
-                Err(e) => return Err(e.into()),
-            }
+            (state, last) = self.load(id).await?;
+            fresh = true;
         }
     }
 }
