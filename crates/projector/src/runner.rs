@@ -59,9 +59,7 @@ impl ProjectorHandle {
     /// Waits until the views include `position`; false if `timeout` passed first.
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> bool {
         let mut rx = self.applied.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        tokio::time::timeout(timeout, rx.wait_for(|p| *p >= position)).await.is_ok_and(|r| r.is_ok())
     }
 
     /// A receiver of every batch applied from now on.
@@ -72,26 +70,11 @@ impl ProjectorHandle {
 
 impl Projector {
     /// A projector over `store`, starting from its checkpoint.
-    pub fn new(
-        log: Arc<dyn EventLog>,
-        store: ViewStore,
-    ) -> Result<(Projector, ProjectorHandle), StoreError> {
+    pub fn new(log: Arc<dyn EventLog>, store: ViewStore) -> Result<(Projector, ProjectorHandle), StoreError> {
         let (applied, applied_rx) = watch::channel(store.checkpoint()?);
         let (changes, _) = broadcast::channel(1024);
-        let handle = ProjectorHandle {
-            store: store.clone(),
-            applied: applied_rx,
-            changes: changes.clone(),
-        };
-        Ok((
-            Projector {
-                log,
-                store,
-                applied,
-                changes,
-            },
-            handle,
-        ))
+        let handle = ProjectorHandle { store: store.clone(), applied: applied_rx, changes: changes.clone() };
+        Ok((Projector { log, store, applied, changes }, handle))
     }
 
     /// Folds `records` (in log order) into the views in one batch with the checkpoint.

@@ -27,10 +27,8 @@ pub struct ViewStore {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
 }
 
 fn ledger_key(id: &AggregateId) -> Vec<u8> {
@@ -51,31 +49,20 @@ impl ViewStore {
 
     /// The last log position included in the views (0 when empty).
     pub fn checkpoint(&self) -> Result<u64, StoreError> {
-        Ok(self.tree.get(CHECKPOINT)?.map_or(0, |v| {
-            u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))
-        }))
+        Ok(self.tree.get(CHECKPOINT)?.map_or(0, |v| u64::from_be_bytes(v.as_ref().try_into().unwrap_or([0; 8]))))
     }
 
     /// Writes `changes` and the new checkpoint atomically.
     pub fn commit(&self, changes: &Changes, checkpoint: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (id, row) in &changes.ledger {
-            batch.insert(
-                ledger_key(id),
-                serde_json::to_vec(row).expect("rows serialize"),
-            );
+            batch.insert(ledger_key(id), serde_json::to_vec(row).expect("rows serialize"));
         }
         for (key, counters) in &changes.counters {
-            batch.insert(
-                counter_key(key),
-                serde_json::to_vec(counters).expect("counters serialize"),
-            );
+            batch.insert(counter_key(key), serde_json::to_vec(counters).expect("counters serialize"));
         }
         for (command, result) in &changes.commands {
-            batch.insert(
-                format!("i:{command}").into_bytes(),
-                serde_json::to_vec(result).expect("results serialize"),
-            );
+            batch.insert(format!("i:{command}").into_bytes(), serde_json::to_vec(result).expect("results serialize"));
         }
         batch.insert(CHECKPOINT, &checkpoint.to_be_bytes());
         self.tree.apply_batch(batch)?;
@@ -97,12 +84,7 @@ impl ViewStore {
     /// The counters of one scope × sector.
     pub fn counter(&self, key: &CounterKey) -> Result<Counters, StoreError> {
         let k = counter_key(key);
-        Ok(self
-            .tree
-            .get(&k)?
-            .map(|v| decode(&k, &v))
-            .transpose()?
-            .unwrap_or_default())
+        Ok(self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()?.unwrap_or_default())
     }
 
     /// The result of an applied command: (stream, version, position).

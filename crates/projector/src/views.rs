@@ -147,18 +147,12 @@ pub struct CounterKey {
 impl CounterKey {
     /// All sectors of a region.
     pub fn region(code: RegionCode) -> CounterKey {
-        CounterKey {
-            scope: code.to_string(),
-            sector: None,
-        }
+        CounterKey { scope: code.to_string(), sector: None }
     }
 
     /// All sectors of a grid.
     pub fn grid(id: &str) -> CounterKey {
-        CounterKey {
-            scope: format!("grid:{id}"),
-            sector: None,
-        }
+        CounterKey { scope: format!("grid:{id}"), sector: None }
     }
 
     /// The same scope, one sector.
@@ -174,14 +168,8 @@ impl CounterKey {
 
     /// Every counter row a fact in `region`/`grid`/`sector` is counted in.
     fn all_for(region: RegionCode, grid: &str, sector: Sector) -> Vec<CounterKey> {
-        let scopes = region
-            .scopes()
-            .into_iter()
-            .map(CounterKey::region)
-            .chain([CounterKey::grid(grid)]);
-        scopes
-            .flat_map(|k| [k.clone(), k.with_sector(Some(sector))])
-            .collect()
+        let scopes = region.scopes().into_iter().map(CounterKey::region).chain([CounterKey::grid(grid)]);
+        scopes.flat_map(|k| [k.clone(), k.with_sector(Some(sector))]).collect()
     }
 }
 
@@ -205,11 +193,7 @@ pub struct Changes {
 }
 
 impl Changes {
-    fn counters_at<R: ViewRead>(
-        &mut self,
-        base: &R,
-        key: &CounterKey,
-    ) -> Result<&mut Counters, R::Error> {
+    fn counters_at<R: ViewRead>(&mut self, base: &R, key: &CounterKey) -> Result<&mut Counters, R::Error> {
         if !self.counters.contains_key(key) {
             let current = base.counters(key)?;
             self.counters.insert(key.clone(), current);
@@ -219,12 +203,7 @@ impl Changes {
 
     /// Folds one envelope (at log `position`) into the overlay. Pure: the same envelopes over the same base
     /// always give the same changes.
-    pub fn apply<R: ViewRead>(
-        &mut self,
-        base: &R,
-        position: u64,
-        env: &Envelope,
-    ) -> Result<(), R::Error> {
+    pub fn apply<R: ViewRead>(&mut self, base: &R, position: u64, env: &Envelope) -> Result<(), R::Error> {
         let before = match self.ledger.get(&env.stream) {
             Some(row) => Some(row.clone()),
             None => base.ledger(&env.stream)?,
@@ -240,19 +219,11 @@ impl Changes {
         row.state = rectify_domain::evolve(std::mem::take(&mut row.state), env);
         row.position = position;
         row.updated_at = env.occurred_at;
-        if let Event::RectificationAccepted {
-            on_time,
-            on_time_original,
-            ..
-        } = &env.event
-        {
+        if let Event::RectificationAccepted { on_time, on_time_original, .. } = &env.event {
             row.closed_on_time = Some(*on_time);
             row.closed_on_time_original = Some(*on_time_original);
         }
-        self.commands.insert(
-            env.command_id.clone(),
-            (env.stream.clone(), env.version, position),
-        );
+        self.commands.insert(env.command_id.clone(), (env.stream.clone(), env.version, position));
 
         let placement = match &row.state.body {
             Body::Problem(p) => Some((p.region, p.grid.clone(), p.sector)),

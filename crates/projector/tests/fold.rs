@@ -1,0 +1,206 @@
+//! Views are a pure fold of the log: live views, built batch by batch while commands arrive, equal a fresh
+//! rebuild of the same log; and the counters keep their invariants in every scope.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rectify_domain::values::{DeadlineClass, Evidence, Measure, Sector, Severity, Source};
+use rectify_domain::{Actor, AggregateId, AggregateKind, Command, CommandContext, RegionCode, Role, execute};
+use rectify_eventlog::{EmbeddedLog, EventLog};
+use rectify_projector::{Counters, Projector, ViewStore};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+const COUNTIES: [&str; 4] = ["520102", "520121", "520302", "520402"];
+
+fn actor(id: &str) -> Actor {
+    Actor { id: id.into(), role: Role::Province, region: RegionCode::parse("520000").unwrap(), grid: None }
+}
+
+fn evidence() -> Vec<Evidence> {
+    vec![Evidence { sha256: "ab".repeat(32), media_type: "image/jpeg".into(), uri: "https://e.example/1".into() }]
+}
+
+/// A random command for an existing problem (most are refused in most states; that is part of the mix).
+fn random_command(rng: &mut StdRng, at: DateTime<Utc>) -> Command {
+    let due = at + Duration::days(rng.random_range(-30..90));
+    match rng.random_range(0..14) {
+        0 => Command::SetDeadline {
+            class: if rng.random_bool(0.3) { DeadlineClass::Immediate } else { DeadlineClass::TimeLimited },
+            due,
+        },
+        1 => Command::ReportProgress { note: "progress".into(), evidence: evidence() },
+        2 => Command::RequestExtension { reason: "rain".into(), due: due + Duration::days(60) },
+        3 => Command::ApproveExtension { comment: String::new() },
+        4 => Command::RejectExtension { reason: "no".into() },
+        5 | 6 => Command::Submit { summary: "done".into(), evidence: evidence() },
+        7 | 8 => Command::Accept { comment: String::new() },
+        9 => Command::Reject { reason: "not yet".into() },
+        10 => Command::Reopen { reason: "came back".into(), due: None },
+        11 => Command::Void { reason: "duplicate".into() },
+        12 => Command::ListSupervision { reason: "serious".into() },
+        _ => Command::RecordEnforcement {
+            measure: match rng.random_range(0..6) {
+                0 => Measure::Penalty { amount_fen: rng.random_range(1..10_000_000) },
+                1 => {
+                    Measure::DailyPenalty { days: rng.random_range(1..30), amount_fen: rng.random_range(1..10_000_000) }
+                }
+                2 => Measure::SealSeizure,
+                3 => Measure::ProductionLimit,
+                4 => Measure::DetentionReferral,
+                _ => Measure::CriminalReferral,
+            },
+            case_no: "X-1".into(),
+            note: String::new(),
+        },
+    }
+}
+
+/// Appends `n` random commands (reports, inspections and actions on earlier problems) to `log`.
+async fn random_history(log: &EmbeddedLog, seed: u64, n: usize) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut problems: Vec<AggregateId> = Vec::new();
+    let mut states: HashMap<AggregateId, (rectify_domain::State, u64)> = HashMap::new();
+    let start = Utc.with_ymd_and_hms(2020, 3, 20, 0, 0, 0).unwrap();
+    let mut appended = 0;
+    for i in 0..n {
+        let at = start + Duration::hours(i as i64);
+        let county = RegionCode::parse(COUNTIES[rng.random_range(0..COUNTIES.len())]).unwrap();
+        let grid = format!("{county}-G0{}", rng.random_range(1..4));
+        let sector = Sector::ALL[rng.random_range(0..Sector::ALL.len())];
+        let source = Source { name: "a source".into(), credit_code: String::new() };
+        let (id, command) = match rng.random_range(0..10) {
+            0 => (
+                AggregateId::new(AggregateKind::Inspection, county, &format!("i{i}")).unwrap(),
+                Command::RecordInspection {
+                    region: county,
+                    grid,
+                    sector,
+                    source,
+                    problems_found: 1,
+                    notes: String::new(),
+                },
+            ),
+            1 | 2 => (
+                AggregateId::new(AggregateKind::Problem, county, &format!("p{i}")).unwrap(),
+                Command::ReportProblem {
+                    region: county,
+                    grid,
+                    sector,
+                    source,
+                    severity: Severity::General,
+                    description: "found".into(),
+                    inspection: None,
+                },
+            ),
+            _ if problems.is_empty() => continue,
+            _ => (problems[rng.random_range(0..problems.len())].clone(), random_command(&mut rng, at)),
+        };
+        // Two province officers, so that separation of duties lets one accept what the other reported.
+        let who = if rng.random_bool(0.5) { "province-a" } else { "province-b" };
+        let ctx = CommandContext {
+            actor: actor(who),
+            occurred_at: at,
+            recorded_at: at,
+            command_id: format!("cmd-{seed}-{i}"),
+            correlation_id: format!("cmd-{seed}-{i}"),
+        };
+        let (state, last) = states.get(&id).cloned().unwrap_or_default();
+        let Ok(commit) = execute(&id, &state, &ctx, &command) else { continue };
+        let done = log.append(&commit, last).await.expect("append");
+        let next = commit.events.iter().fold(state, rectify_domain::evolve);
+        if matches!(command, Command::ReportProblem { .. }) {
+            problems.push(id.clone());
+        }
+        states.insert(id, (next, done.position));
+        appended += 1;
+    }
+    appended
+}
+
+fn counters(store: &ViewStore) -> Vec<(String, Counters)> {
+    store
+        .dump()
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("c:"))
+        .map(|(k, v)| (k, serde_json::from_value(v).unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    let live = ViewStore::open(&dir.path().join("live")).unwrap();
+    let (projector, handle) = Projector::new(log.clone(), live.clone()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(projector.run(async move {
+        let _ = stopped.await;
+    }));
+
+    // The projector folds while the history is being written, in whatever batches it happens to see.
+    let appended = random_history(&log, 7, 4000).await;
+    assert!(appended > 1500, "the mix should mostly be accepted commands, got {appended}");
+    let head = log.head().await.unwrap();
+    assert!(handle.wait_for(head, std::time::Duration::from_secs(30)).await, "live views did not catch up");
+    let _ = stop.send(());
+    running.await.unwrap();
+
+    let rebuilt = ViewStore::open(&dir.path().join("rebuilt")).unwrap();
+    let (fresh, _) = Projector::new(log.clone(), rebuilt.clone()).unwrap();
+    assert_eq!(fresh.catch_up().await.unwrap(), head);
+    assert_eq!(live.checkpoint().unwrap(), rebuilt.checkpoint().unwrap());
+    let (a, b) = (live.dump().unwrap(), rebuilt.dump().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x, y, "live and rebuilt views differ");
+    }
+
+    let all = counters(&live);
+    // The mix exercised the interesting paths, so the comparison above compared something.
+    let province = &all.iter().find(|(k, _)| k == "c:520000|*").expect("province counters").1;
+    assert!(province.fixed > 0 && province.voided > 0 && province.reopened > 0 && province.extensions > 0);
+    assert!(province.inspections > 0 && province.penalty_fen > 0 && province.listed > 0 && province.closed_late > 0);
+    for (key, c) in all {
+        assert!(c.fixed <= c.found, "{key}: fixed > found in {c:?}");
+        assert_eq!(c.open, c.found - c.fixed, "{key}: open != found - fixed in {c:?}");
+        assert!(c.overdue <= c.open && c.listed <= c.found, "{key}: {c:?}");
+        assert_eq!(c.closed_on_time + c.closed_late, c.fixed, "{key}: {c:?}");
+        assert!(c.immediate + c.time_limited <= c.found, "{key}: {c:?}");
+    }
+}
+
+#[tokio::test]
+async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    random_history(&log, 11, 1500).await;
+    let store = ViewStore::open(&dir.path().join("views")).unwrap();
+    let (projector, _) = Projector::new(log, store.clone()).unwrap();
+    projector.catch_up().await.unwrap();
+    let get =
+        |scope: &str| store.counter(&rectify_projector::CounterKey { scope: scope.into(), sector: None }).unwrap();
+    let province = get("520000");
+    let sum = |scopes: &[&str]| scopes.iter().map(|s| get(s).found).sum::<i64>();
+    assert!(province.found > 0);
+    assert_eq!(province.found, sum(&["520100", "520300", "520400"]));
+    assert_eq!(province.found, sum(&COUNTIES));
+    let by_sector: i64 = Sector::ALL
+        .iter()
+        .map(|s| {
+            store.counter(&rectify_projector::CounterKey { scope: "520000".into(), sector: Some(*s) }).unwrap().found
+        })
+        .sum();
+    assert_eq!(province.found, by_sector);
+    assert_eq!(province.inspections, sum_inspections(&store));
+}
+
+fn sum_inspections(store: &ViewStore) -> i64 {
+    COUNTIES
+        .iter()
+        .map(|c| {
+            store.counter(&rectify_projector::CounterKey { scope: (*c).into(), sector: None }).unwrap().inspections
+        })
+        .sum()
+}
