@@ -21,10 +21,23 @@ fn evidence() -> Vec<Evidence> {
     vec![Evidence { sha256: "ab".repeat(32), media_type: "image/jpeg".into(), uri: "https://e.example/1".into() }]
 }
 
-/// A random command for an existing problem (most are refused in most states; that is part of the mix).
-fn random_command(rng: &mut StdRng, at: DateTime<Utc>) -> Command {
+/// A random command for an existing problem: usually the next step of its lifecycle, sometimes any command
+/// (most of those are refused, which is part of the mix).
+fn random_command(rng: &mut StdRng, at: DateTime<Utc>, state: &rectify_domain::State) -> Command {
+    use rectify_domain::Status::*;
     let due = at + Duration::days(rng.random_range(-30..90));
-    match rng.random_range(0..14) {
+    let status = state.problem().map(|p| p.status);
+    let pending_extension = state.problem().is_some_and(|p| p.pending_extension.is_some());
+    let step = match status {
+        _ if rng.random_bool(0.25) => rng.random_range(0..14),
+        Some(Reported) => 0,
+        Some(Rectifying) if pending_extension => [3, 3, 4][rng.random_range(0..3)],
+        Some(Rectifying) => [1, 2, 5, 5, 5][rng.random_range(0..5)],
+        Some(PendingAcceptance) => [7, 7, 9][rng.random_range(0..3)],
+        Some(Closed) => [10, 13, 13][rng.random_range(0..3)],
+        _ => rng.random_range(0..14),
+    };
+    match step {
         0 => Command::SetDeadline {
             class: if rng.random_bool(0.3) { DeadlineClass::Immediate } else { DeadlineClass::TimeLimited },
             due,
@@ -69,7 +82,7 @@ async fn random_history(log: &EmbeddedLog, seed: u64, n: usize) -> usize {
         let grid = format!("{county}-G0{}", rng.random_range(1..4));
         let sector = Sector::ALL[rng.random_range(0..Sector::ALL.len())];
         let source = Source { name: "a source".into(), credit_code: String::new() };
-        let (id, command) = match rng.random_range(0..10) {
+        let (id, command) = match rng.random_range(0..16) {
             0 => (
                 AggregateId::new(AggregateKind::Inspection, county, &format!("i{i}")).unwrap(),
                 Command::RecordInspection {
@@ -94,7 +107,11 @@ async fn random_history(log: &EmbeddedLog, seed: u64, n: usize) -> usize {
                 },
             ),
             _ if problems.is_empty() => continue,
-            _ => (problems[rng.random_range(0..problems.len())].clone(), random_command(&mut rng, at)),
+            _ => {
+                let id = problems[rng.random_range(0..problems.len())].clone();
+                let state = states.get(&id).map(|s| s.0.clone()).unwrap_or_default();
+                (id, random_command(&mut rng, at, &state))
+            }
         };
         // Two province officers, so that separation of duties lets one accept what the other reported.
         let who = if rng.random_bool(0.5) { "province-a" } else { "province-b" };
@@ -160,7 +177,10 @@ async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
     let all = counters(&live);
     // The mix exercised the interesting paths, so the comparison above compared something.
     let province = &all.iter().find(|(k, _)| k == "c:520000|*").expect("province counters").1;
-    assert!(province.fixed > 0 && province.voided > 0 && province.reopened > 0 && province.extensions > 0);
+    assert!(
+        province.fixed > 0 && province.voided > 0 && province.reopened > 0 && province.extensions > 0,
+        "{province:?}"
+    );
     assert!(province.inspections > 0 && province.penalty_fen > 0 && province.listed > 0 && province.closed_late > 0);
     for (key, c) in all {
         assert!(c.fixed <= c.found, "{key}: fixed > found in {c:?}");
