@@ -87,6 +87,18 @@ impl ViewStore {
         Ok(self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()?.unwrap_or_default())
     }
 
+    /// Every counter row whose key starts with `<scope>|<sector or *>|<facet prefix>`, in key order.
+    pub fn facets(&self, key: &CounterKey, facet_prefix: &str) -> Result<Vec<(String, Counters)>, StoreError> {
+        let prefix = format!("c:{}|{facet_prefix}", key.encode());
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefix.as_bytes()) {
+            let (k, v) = item?;
+            let facet = String::from_utf8_lossy(&k[prefix.len() - facet_prefix.len()..]).into_owned();
+            out.push((facet, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
     /// The result of an applied command: (stream, version, position).
     pub fn command(&self, command_id: &str) -> Result<Option<(AggregateId, u64, u64)>, StoreError> {
         let key = format!("i:{command_id}").into_bytes();

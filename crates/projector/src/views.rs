@@ -1,8 +1,10 @@
-//! The views as pure folds of envelopes: the ledger (one row per problem) and counters per scope × sector.
+//! The views as pure folds of envelopes: the ledger (one row per problem) and counters.
 //!
-//! Counters are derived from ledger rows: each row *contributes* to the counters of its scopes, and an event
-//! changes the counters by `contribution(after) - contribution(before)`. So `fixed ≤ found` and
-//! `open = found - fixed` hold by construction in every scope.
+//! Counters are derived from ledger rows: each row *contributes* to a set of counter rows — per scope
+//! (province, prefecture, county, grid) × sector, per scope × month (the trend), per scope × sector × days to
+//! rectify (the distribution) — and an event changes the counters by `contributions(after) -
+//! contributions(before)`, plus what the event adds by itself (inspections, reopenings, extensions,
+//! enforcement). So `fixed ≤ found` and `open = found - fixed` hold by construction in every scope.
 
 use rectify_domain::event::Event;
 use rectify_domain::problem::{Body, State};
@@ -25,7 +27,9 @@ pub struct LedgerRow {
 }
 
 /// Figures counted per scope and sector. Signed so that deltas can be applied; never negative when stored.
+/// Absent fields read as zero.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counters {
     pub inspections: i64,
@@ -50,6 +54,8 @@ pub struct Counters {
     pub production_limits: i64,
     pub detention_referrals: i64,
     pub criminal_referrals: i64,
+    /// Sum over fixed problems of the seconds from discovery to sign-off (mean = this / fixed).
+    pub rectify_secs: i64,
 }
 
 macro_rules! counters_op {
@@ -77,6 +83,7 @@ macro_rules! counters_op {
             self.production_limits $op other.production_limits;
             self.detention_referrals $op other.detention_referrals;
             self.criminal_referrals $op other.criminal_referrals;
+            self.rectify_secs $op other.rectify_secs;
         }
     };
 }
@@ -85,11 +92,9 @@ impl Counters {
     counters_op!(add, +=);
     counters_op!(sub, -=);
 
-    /// What one problem row contributes to the counters of its scopes (state-based figures only).
+    /// What one problem row contributes to the plain counters of its scopes (state-based figures only).
     fn contribution(row: &LedgerRow) -> Counters {
-        let Some(p) = row.state.problem() else {
-            return Counters::default();
-        };
+        let Some(p) = row.state.problem() else { return Counters::default() };
         let live = p.status != Status::Voided;
         let closed = p.status == Status::Closed;
         let b = |x: bool| i64::from(x);
@@ -105,6 +110,7 @@ impl Counters {
             closed_on_time: b(closed && row.closed_on_time == Some(true)),
             closed_late: b(closed && row.closed_on_time == Some(false)),
             closed_on_time_original: b(closed && row.closed_on_time_original == Some(true)),
+            rectify_secs: if closed { rectify_secs(p) } else { 0 },
             ..Counters::default()
         }
     }
@@ -137,22 +143,28 @@ impl Counters {
     }
 }
 
-/// The key of one counter row: a scope (a region code, or a grid) and a sector (`None`: all sectors).
+fn rectify_secs(p: &rectify_domain::problem::Problem) -> i64 {
+    p.closed_at.map_or(0, |closed| (closed - p.reported_at).num_seconds().max(0))
+}
+
+/// The key of one counter row: a scope (a region code, or a grid), a sector (`None`: all sectors) and an
+/// optional facet (`month=YYYY-MM` for the trend, `days=NNNNN` for the time-to-rectify distribution).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CounterKey {
     pub scope: String,
     pub sector: Option<Sector>,
+    pub facet: Option<String>,
 }
 
 impl CounterKey {
     /// All sectors of a region.
     pub fn region(code: RegionCode) -> CounterKey {
-        CounterKey { scope: code.to_string(), sector: None }
+        CounterKey { scope: code.to_string(), sector: None, facet: None }
     }
 
     /// All sectors of a grid.
     pub fn grid(id: &str) -> CounterKey {
-        CounterKey { scope: format!("grid:{id}"), sector: None }
+        CounterKey { scope: format!("grid:{id}"), sector: None, facet: None }
     }
 
     /// The same scope, one sector.
@@ -161,16 +173,68 @@ impl CounterKey {
         self
     }
 
-    /// Stable text form used as the storage key: `<scope>|<sector or *>`.
-    pub fn encode(&self) -> String {
-        format!("{}|{}", self.scope, self.sector.map_or("*", |s| s.as_str()))
+    /// The same scope and sector, one facet.
+    pub fn with_facet(mut self, facet: String) -> CounterKey {
+        self.facet = Some(facet);
+        self
     }
 
-    /// Every counter row a fact in `region`/`grid`/`sector` is counted in.
+    /// Stable text form used as the storage key: `<scope>|<sector or *>[|<facet>]`.
+    pub fn encode(&self) -> String {
+        let sector = self.sector.map_or("*", |s| s.as_str());
+        match &self.facet {
+            Some(f) => format!("{}|{sector}|{f}", self.scope),
+            None => format!("{}|{sector}", self.scope),
+        }
+    }
+
+    /// The facet of a month (`month=2021-04`).
+    pub fn month_facet(at: chrono::DateTime<chrono::Utc>) -> String {
+        format!("month={}", at.format("%Y-%m"))
+    }
+
+    /// The facet of a number of whole days to rectify (`days=00012`, zero-padded so keys sort by days).
+    pub fn days_facet(days: i64) -> String {
+        format!("days={days:05}")
+    }
+
+    /// Every plain counter row a fact in `region`/`grid`/`sector` is counted in.
     fn all_for(region: RegionCode, grid: &str, sector: Sector) -> Vec<CounterKey> {
         let scopes = region.scopes().into_iter().map(CounterKey::region).chain([CounterKey::grid(grid)]);
         scopes.flat_map(|k| [k.clone(), k.with_sector(Some(sector))]).collect()
     }
+}
+
+/// Every counter row one ledger row contributes to, with what it contributes.
+fn contributions(row: &LedgerRow) -> BTreeMap<CounterKey, Counters> {
+    let mut out = BTreeMap::new();
+    let Some(p) = row.state.problem() else { return out };
+    let plain = Counters::contribution(row);
+    if plain != Counters::default() {
+        for key in CounterKey::all_for(p.region, &p.grid, p.sector) {
+            out.insert(key, plain);
+        }
+    }
+    // The trend (regions only, all sectors): found by month of discovery, fixed by month of sign-off.
+    let regions = || p.region.scopes().into_iter().map(CounterKey::region);
+    if p.status != Status::Voided {
+        for key in regions() {
+            out.entry(key.with_facet(CounterKey::month_facet(p.reported_at)))
+                .or_insert_with(Counters::default)
+                .found += 1;
+        }
+    }
+    if let (Status::Closed, Some(closed)) = (p.status, p.closed_at) {
+        for key in regions() {
+            out.entry(key.with_facet(CounterKey::month_facet(closed))).or_insert_with(Counters::default).fixed += 1;
+        }
+        // The distribution of days to rectify, per region × sector.
+        let facet = CounterKey::days_facet(rectify_secs(p) / 86_400);
+        for key in regions().flat_map(|k| [k.clone(), k.with_sector(Some(p.sector))]) {
+            out.insert(key.with_facet(facet.clone()), Counters { fixed: 1, ..Counters::default() });
+        }
+    }
+    out
 }
 
 /// Read access to the views as they were before the batch being applied.
@@ -225,21 +289,26 @@ impl Changes {
         }
         self.commands.insert(env.command_id.clone(), (env.stream.clone(), env.version, position));
 
-        let placement = match &row.state.body {
-            Body::Problem(p) => Some((p.region, p.grid.clone(), p.sector)),
-            Body::Inspection(i) => Some((i.region, i.grid.clone(), i.sector)),
-            Body::Empty => None,
-        };
-        if let Some((region, grid, sector)) = placement {
-            let mut delta = Counters::contribution(&row);
-            if let Some(before) = &before {
-                delta.sub(&Counters::contribution(before));
-            }
-            delta.add(&Counters::of_event(&env.event));
-            if delta != Counters::default() {
-                for key in CounterKey::all_for(region, &grid, sector) {
-                    self.counters_at(base, &key)?.add(&delta);
+        let mut delta: BTreeMap<CounterKey, Counters> = contributions(&row);
+        for (key, c) in before.as_ref().map(contributions).unwrap_or_default() {
+            delta.entry(key).or_default().sub(&c);
+        }
+        let by_event = Counters::of_event(&env.event);
+        if by_event != Counters::default() {
+            let placement = match &row.state.body {
+                Body::Problem(p) => Some((p.region, p.grid.as_str(), p.sector)),
+                Body::Inspection(i) => Some((i.region, i.grid.as_str(), i.sector)),
+                Body::Empty => None,
+            };
+            if let Some((region, grid, sector)) = placement {
+                for key in CounterKey::all_for(region, grid, sector) {
+                    delta.entry(key).or_default().add(&by_event);
                 }
+            }
+        }
+        for (key, d) in delta {
+            if d != Counters::default() {
+                self.counters_at(base, &key)?.add(&d);
             }
         }
         // Inspections are counted but are not ledger rows.

@@ -182,7 +182,15 @@ async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
         "{province:?}"
     );
     assert!(province.inspections > 0 && province.penalty_fen > 0 && province.listed > 0 && province.closed_late > 0);
-    for (key, c) in all {
+    // The trend and the distribution add up to the plain counters.
+    let facet_sum = |prefix: &str, f: fn(&Counters) -> i64| -> i64 {
+        all.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, c)| f(c)).sum()
+    };
+    assert_eq!(facet_sum("c:520000|*|month=", |c| c.found), province.found);
+    assert_eq!(facet_sum("c:520000|*|month=", |c| c.fixed), province.fixed);
+    assert_eq!(facet_sum("c:520000|*|days=", |c| c.fixed), province.fixed);
+    let plain = all.iter().filter(|(k, _)| k.matches('|').count() == 1);
+    for (key, c) in plain {
         assert!(c.fixed <= c.found, "{key}: fixed > found in {c:?}");
         assert_eq!(c.open, c.found - c.fixed, "{key}: open != found - fixed in {c:?}");
         assert!(c.overdue <= c.open && c.listed <= c.found, "{key}: {c:?}");
@@ -199,8 +207,9 @@ async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
     let store = ViewStore::open(&dir.path().join("views")).unwrap();
     let (projector, _) = Projector::new(log, store.clone()).unwrap();
     projector.catch_up().await.unwrap();
-    let get =
-        |scope: &str| store.counter(&rectify_projector::CounterKey { scope: scope.into(), sector: None }).unwrap();
+    let get = |scope: &str| {
+        store.counter(&rectify_projector::CounterKey { scope: scope.into(), sector: None, facet: None }).unwrap()
+    };
     let province = get("520000");
     let sum = |scopes: &[&str]| scopes.iter().map(|s| get(s).found).sum::<i64>();
     assert!(province.found > 0);
@@ -209,7 +218,10 @@ async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
     let by_sector: i64 = Sector::ALL
         .iter()
         .map(|s| {
-            store.counter(&rectify_projector::CounterKey { scope: "520000".into(), sector: Some(*s) }).unwrap().found
+            store
+                .counter(&rectify_projector::CounterKey { scope: "520000".into(), sector: Some(*s), facet: None })
+                .unwrap()
+                .found
         })
         .sum();
     assert_eq!(province.found, by_sector);
@@ -220,7 +232,10 @@ fn sum_inspections(store: &ViewStore) -> i64 {
     COUNTIES
         .iter()
         .map(|c| {
-            store.counter(&rectify_projector::CounterKey { scope: (*c).into(), sector: None }).unwrap().inspections
+            store
+                .counter(&rectify_projector::CounterKey { scope: (*c).into(), sector: None, facet: None })
+                .unwrap()
+                .inspections
         })
         .sum()
 }
