@@ -5,8 +5,10 @@
 //! Concurrency is decided by the log itself: an append names the position of the stream's last commit it
 //! has seen (`expected`, 0 for a new stream) and fails with [`AppendError::Conflict`] if that is stale.
 
+pub mod embedded;
 pub mod jetstream;
 
+pub use embedded::EmbeddedLog;
 pub use jetstream::{JetStreamConfig, JetStreamError, JetStreamLog};
 
 use async_trait::async_trait;

@@ -1,0 +1,596 @@
+//! The embedded backend: one sled tree on local disk, written by a single task with group commit.
+//!
+//! # Key layout
+//!
+//! Everything lives in one tree, so that the single `apply_batch` of an append covers all of its keys:
+//!
+//! | key                                      | value                      | what for                   |
+//! |------------------------------------------|----------------------------|----------------------------|
+//! | `c` + position (u64 BE)                  | [`Commit::encode`] bytes   | the log itself, in order   |
+//! | `i` + stream id + `/` + position (BE)    | empty                      | one stream's positions     |
+//! | `h` + stream id                          | position (BE) ++ version   | the stream's head          |
+//! | `m` + command id                         | position (BE) ++ version   | idempotency                |
+//!
+//! Big-endian positions make key order log order. `/` cannot occur in a stream id, so the index prefix of
+//! one stream never covers another's (`P520102-a/` is not a prefix of `P520102-ab/…`). The log head is the
+//! last `c` key, found once at open; positions start at 1 and have no gaps.
+//!
+//! # Group commit
+//!
+//! [`EmbeddedLog::append`] only encodes the commit and queues it. One writer task takes every queued
+//! request (up to [`MAX_BATCH`] or [`MAX_BATCH_BYTES`]), decides each one against the stored stream heads
+//! and idempotency keys *and* against the requests decided earlier in the same batch, writes the accepted
+//! ones in one atomic batch, flushes once, publishes the new head and only then answers. So an `Ok` is
+//! durable, and one fsync is paid per batch instead of per append.
+//!
+//! Readers never see past the published (flushed) head: a projector cannot act on a commit that a crash
+//! could still take back.
+
+use crate::{AppendError, Appended, EventLog, ReadError, Record};
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use rectify_domain::{AggregateId, Commit};
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The sled tree that holds the log.
+const TREE: &str = "rectify_events";
+/// At most this many appends share one batch (and one flush).
+pub const MAX_BATCH: usize = 1024;
+/// A batch stops growing once its commits hold this many bytes, so a burst of large commits stays bounded.
+pub const MAX_BATCH_BYTES: usize = 32 << 20;
+/// Appends waiting for the writer before `append` itself waits (backpressure).
+const QUEUE: usize = 4 * MAX_BATCH;
+/// How many records a tail reads from the tree at a time.
+const TAIL_CHUNK: usize = 256;
+
+/// Key construction; see the module docs for the layout.
+mod key {
+    pub const COMMIT: u8 = b'c';
+    pub const INDEX: u8 = b'i';
+    pub const HEAD: u8 = b'h';
+    pub const COMMAND: u8 = b'm';
+    /// Ends the stream id inside an index key; never part of an id.
+    pub const INDEX_SEPARATOR: u8 = b'/';
+
+    pub fn commit(position: u64) -> [u8; 9] {
+        let mut key = [COMMIT; 9];
+        key[1..].copy_from_slice(&position.to_be_bytes());
+        key
+    }
+
+    /// The position of a `c` key, if it is one.
+    pub fn commit_position(key: &[u8]) -> Option<u64> {
+        match key {
+            [COMMIT, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
+            _ => None,
+        }
+    }
+
+    pub fn index_prefix(stream: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(stream.len() + 10);
+        key.push(INDEX);
+        key.extend_from_slice(stream.as_bytes());
+        key.push(INDEX_SEPARATOR);
+        key
+    }
+
+    pub fn index(stream: &str, position: u64) -> Vec<u8> {
+        let mut key = index_prefix(stream);
+        key.extend_from_slice(&position.to_be_bytes());
+        key
+    }
+
+    pub fn head(stream: &str) -> Vec<u8> {
+        prefixed(HEAD, stream)
+    }
+
+    pub fn command(command_id: &str) -> Vec<u8> {
+        prefixed(COMMAND, command_id)
+    }
+
+    fn prefixed(tag: u8, s: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(s.len() + 1);
+        key.push(tag);
+        key.extend_from_slice(s.as_bytes());
+        key
+    }
+}
+
+/// A position and a stream version, as stored under `h` and `m` keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    position: u64,
+    version: u64,
+}
+
+impl Mark {
+    fn encode(self) -> [u8; 16] {
+        let mut bytes = [0; 16];
+        bytes[..8].copy_from_slice(&self.position.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.version.to_be_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Mark> {
+        let (position, version) = bytes.split_at_checked(8)?;
+        Some(Mark {
+            position: u64::from_be_bytes(position.try_into().ok()?),
+            version: u64::from_be_bytes(version.try_into().ok()?),
+        })
+    }
+
+    fn answer(self, duplicate: bool) -> Appended {
+        Appended { position: self.position, version: self.version, duplicate }
+    }
+}
+
+/// Why the embedded log could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// sled refused to open the directory (missing permissions, held by another process, damaged files).
+    #[error("cannot open the embedded event log at {path}: {source}")]
+    Storage {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    /// The directory holds something that is not this log's layout.
+    #[error("the embedded event log at {path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The event log in a local sled database: durable before it acknowledges, with group commit.
+///
+/// Cheap to clone; every clone shares one writer task. [`EmbeddedLog::open`] must run inside a tokio
+/// runtime, which hosts that task.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tree: sled::Tree,
+    /// Kept so that the database lives exactly as long as the last handle or tail.
+    _db: sled::Db,
+    requests: mpsc::Sender<Request>,
+    /// The last flushed position, published by the writer after every flush.
+    head: watch::Receiver<u64>,
+}
+
+impl fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedLog").field("head", &*self.inner.head.borrow()).finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `dir` and starts its writer task on the current tokio runtime.
+    ///
+    /// Panics outside a tokio runtime. sled locks the directory: one process, one open log per directory.
+    pub fn open(dir: &Path) -> Result<EmbeddedLog, OpenError> {
+        let storage = |source| OpenError::Storage { path: dir.to_owned(), source };
+        let db = sled::Config::new().path(dir).open().map_err(storage)?;
+        let tree = db.open_tree(TREE).map_err(storage)?;
+        let head = match tree.scan_prefix([key::COMMIT]).keys().next_back() {
+            None => 0,
+            Some(k) => {
+                let k = k.map_err(storage)?;
+                key::commit_position(&k).ok_or_else(|| OpenError::Corrupt {
+                    path: dir.to_owned(),
+                    reason: format!("malformed commit key {k:?}"),
+                })?
+            }
+        };
+        let (head_tx, head_rx) = watch::channel(head);
+        let (requests, queue) = mpsc::channel(QUEUE);
+        let writer = Writer { tree: tree.clone(), next: head + 1, head: head_tx, unflushed: false };
+        tokio::spawn(writer.run(queue));
+        tracing::debug!(path = %dir.display(), head, "opened the embedded event log");
+        Ok(EmbeddedLog { inner: Arc::new(Inner { tree, _db: db, requests, head: head_rx }) })
+    }
+
+    /// Stops the writer once every append queued before this call is answered, and waits for it.
+    ///
+    /// Appends through other clones then fail with [`AppendError::Unavailable`] and tails end with
+    /// [`ReadError::Unavailable`]. The files (and sled's directory lock) are released when the last clone
+    /// and the last tail are dropped; with no other clone, that is when this call returns.
+    pub async fn close(self) {
+        let (ack, closed) = oneshot::channel();
+        if self.inner.requests.send(Request::Close(ack)).await.is_ok() {
+            // An error only means the writer is already gone.
+            let _ = closed.await;
+        }
+    }
+
+    fn published_head(&self) -> u64 {
+        *self.inner.head.borrow()
+    }
+}
+
+fn closed() -> AppendError {
+    AppendError::Unavailable("the embedded event log is closed".into())
+}
+
+fn storage_read(e: sled::Error) -> ReadError {
+    ReadError::Failed(format!("sled: {e}"))
+}
+
+fn decode(position: u64, bytes: &[u8]) -> Result<Record, ReadError> {
+    Commit::decode(bytes)
+        .map(|commit| Record { position, commit })
+        .map_err(|e| ReadError::Corrupt { position, reason: e.0 })
+}
+
+/// Up to `max` records with `from ≤ position ≤ to`, in order.
+fn read_range(tree: &sled::Tree, from: u64, to: u64, max: usize) -> Result<Vec<Record>, ReadError> {
+    let from = from.max(1);
+    if max == 0 || from > to {
+        return Ok(Vec::new());
+    }
+    tree.range(key::commit(from)..=key::commit(to))
+        .take(max)
+        .map(|entry| {
+            let (k, v) = entry.map_err(storage_read)?;
+            let position = key::commit_position(&k)
+                .ok_or_else(|| ReadError::Corrupt { position: from, reason: format!("malformed commit key {k:?}") })?;
+            decode(position, &v)
+        })
+        .collect()
+}
+
+/// The checks that [`Commit::decode`] makes on read, made before writing: a commit that would not decode
+/// must never reach the log. Returns (stream, command id, first version, last version).
+fn shape(commit: &Commit) -> Result<(&str, &str, u64, u64), AppendError> {
+    let (Some(first), Some(last)) = (commit.events.first(), commit.events.last()) else {
+        return Err(AppendError::Failed("a commit holds at least one event".into()));
+    };
+    for (i, e) in commit.events.iter().enumerate() {
+        if e.stream != first.stream || e.command_id != first.command_id || e.version != first.version + i as u64 {
+            return Err(AppendError::Failed(format!("event {} does not continue its commit", e.event_id)));
+        }
+    }
+    Ok((first.stream.as_str(), &first.command_id, first.version, last.version))
+}
+
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
+        let (stream, command_id, first_version, version) = shape(commit)?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            bytes: commit.encode(),
+            stream: stream.to_owned(),
+            command_id: command_id.to_owned(),
+            first_version,
+            version,
+            expected,
+            reply,
+        };
+        self.inner.requests.send(Request::Append(request)).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError> {
+        let head = self.published_head();
+        let tree = &self.inner.tree;
+        let prefix = key::index_prefix(stream.as_str());
+        let mut records = Vec::new();
+        for k in tree.scan_prefix(&prefix).keys() {
+            let k = k.map_err(storage_read)?;
+            let position = <[u8; 8]>::try_from(&k[prefix.len()..]).map(u64::from_be_bytes).map_err(|_| {
+                ReadError::Corrupt { position: 0, reason: format!("malformed index key of stream {stream}") }
+            })?;
+            if position > head {
+                break;
+            }
+            let bytes = tree.get(key::commit(position)).map_err(storage_read)?.ok_or_else(|| ReadError::Corrupt {
+                position,
+                reason: format!("indexed for stream {stream} but missing"),
+            })?;
+            let record = decode(position, &bytes)?;
+            if record.commit.stream() != stream {
+                return Err(ReadError::Corrupt {
+                    position,
+                    reason: format!("indexed for stream {stream} but belongs to another"),
+                });
+            }
+            records.push(record);
+        }
+        Ok(records)
+    }
+
+    async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
+        read_range(&self.inner.tree, from, self.published_head(), max)
+    }
+
+    async fn head(&self) -> Result<u64, ReadError> {
+        Ok(self.published_head())
+    }
+
+    fn tail(&self, from: u64) -> BoxStream<'static, Result<Record, ReadError>> {
+        let state = Tail {
+            inner: self.inner.clone(),
+            head: self.inner.head.clone(),
+            next: from.max(1),
+            buffer: VecDeque::new(),
+            done: false,
+        };
+        stream::unfold(state, Tail::next_item).boxed()
+    }
+
+    async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
+        let Some(bytes) = self.inner.tree.get(key::command(command_id)).map_err(storage_read)? else {
+            return Ok(None);
+        };
+        let mark = Mark::decode(&bytes).ok_or_else(|| ReadError::Corrupt {
+            position: 0,
+            reason: format!("malformed idempotency entry of {command_id}"),
+        })?;
+        // Written but not yet flushed: not an answer anyone has been given.
+        Ok((mark.position <= self.published_head()).then_some(mark.answer(true)))
+    }
+}
+
+/// A tail's state: catch up from the tree in chunks, then wait for the writer to publish a new head.
+struct Tail {
+    /// Keeps the writer (and so the head publisher) alive while someone follows the log.
+    inner: Arc<Inner>,
+    head: watch::Receiver<u64>,
+    next: u64,
+    buffer: VecDeque<Record>,
+    done: bool,
+}
+
+impl Tail {
+    async fn next_item(mut self) -> Option<(Result<Record, ReadError>, Tail)> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Some(record) = self.buffer.pop_front() {
+                return Some((Ok(record), self));
+            }
+            // Marks the current head as seen: any later publish wakes `changed` below, so no append is missed.
+            let head = *self.head.borrow_and_update();
+            if self.next <= head {
+                match read_range(&self.inner.tree, self.next, head, TAIL_CHUNK) {
+                    Ok(records) => {
+                        // Positions have no gaps; `head + 1` only guards against looping on a damaged log.
+                        self.next = records.last().map_or(head + 1, |r| r.position + 1);
+                        self.buffer.extend(records);
+                    }
+                    Err(e) => {
+                        // The consumer cannot get past a bad record by waiting; it may tail again after it.
+                        self.done = true;
+                        return Some((Err(e), self));
+                    }
+                }
+                continue;
+            }
+            if self.head.changed().await.is_err() {
+                self.done = true;
+                return Some((Err(ReadError::Unavailable("the embedded event log was closed".into())), self));
+            }
+        }
+    }
+}
+
+enum Request {
+    Append(AppendRequest),
+    /// Stop after the current batch; answered once the writer has let go of the tree.
+    Close(oneshot::Sender<()>),
+}
+
+struct AppendRequest {
+    bytes: Vec<u8>,
+    stream: String,
+    command_id: String,
+    first_version: u64,
+    version: u64,
+    expected: u64,
+    reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+/// The single writer: owns the next position and the head publisher.
+struct Writer {
+    tree: sled::Tree,
+    next: u64,
+    head: watch::Sender<u64>,
+    /// A flush failed: the tree holds writes that are not known to be durable, so flush before any answer.
+    unflushed: bool,
+}
+
+/// Stream heads and command ids decided earlier in the batch being built, which the tree does not show yet.
+#[derive(Default)]
+struct Pending {
+    heads: HashMap<String, Mark>,
+    commands: HashMap<String, Mark>,
+}
+
+impl Writer {
+    async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = queue.recv().await {
+            let mut close = None;
+            let mut bytes = 0;
+            let mut request = Some(first);
+            while let Some(r) = request.take() {
+                match r {
+                    Request::Close(ack) => close = Some(ack),
+                    Request::Append(a) => {
+                        bytes += a.bytes.len();
+                        batch.push(a);
+                        if batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                            request = queue.try_recv().ok();
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.commit(&mut batch).await;
+            }
+            if let Some(ack) = close {
+                // Requests still queued are dropped with `queue`: their callers see `Unavailable`.
+                drop(queue);
+                drop(self);
+                let _ = ack.send(());
+                return;
+            }
+        }
+    }
+
+    /// Decides, writes, flushes and answers one batch.
+    async fn commit(&mut self, requests: &mut Vec<AppendRequest>) {
+        let mut batch = sled::Batch::default();
+        let mut pending = Pending::default();
+        let mut next = self.next;
+        let mut answers: Vec<_> =
+            requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
+        let wrote = next > self.next;
+
+        if wrote && let Err(e) = self.tree.apply_batch(batch) {
+            tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
+            let failure = AppendError::Failed(format!("sled write failed: {e}"));
+            answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
+            next = self.next;
+        }
+        self.next = next;
+
+        if wrote || self.unflushed {
+            match self.tree.flush_async().await {
+                Ok(_) => {
+                    self.unflushed = false;
+                    self.head.send_replace(self.next - 1);
+                }
+                Err(e) => {
+                    // The batch is in the tree but not known to be on disk: answer no success, publish no
+                    // head. The next successful flush makes it durable and publishes it.
+                    tracing::error!(error = %e, appends = requests.len(), "embedded event log: flush failed");
+                    self.unflushed = true;
+                    let failure = AppendError::Failed(format!("sled flush failed, durability unknown: {e}"));
+                    answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
+                }
+            }
+        }
+
+        for (request, answer) in requests.drain(..).zip(answers) {
+            // The caller may have given up waiting; the answer stays on the log for its retry.
+            let _ = request.reply.send(answer);
+        }
+    }
+
+    /// Decides one request against the tree and the batch so far; adds its writes to `batch` if accepted.
+    fn decide(
+        &self,
+        request: &mut AppendRequest,
+        pending: &mut Pending,
+        next: &mut u64,
+        batch: &mut sled::Batch,
+    ) -> Result<Appended, AppendError> {
+        if let Some(done) = self.lookup(&pending.commands, &request.command_id, key::command)? {
+            return Ok(done.answer(true));
+        }
+        let head = self.lookup(&pending.heads, &request.stream, key::head)?.unwrap_or(Mark { position: 0, version: 0 });
+        if head.position != request.expected {
+            return Err(AppendError::Conflict { stream: request.stream.clone(), expected: request.expected });
+        }
+        if request.first_version != head.version + 1 {
+            // The caller built this commit on another state than the one at `expected`: writing it would
+            // break the stream's versions and hash chain.
+            return Err(AppendError::Failed(format!(
+                "commit {} starts at version {} but stream {} is at version {}",
+                request.command_id, request.first_version, request.stream, head.version
+            )));
+        }
+        let mark = Mark { position: *next, version: request.version };
+        *next += 1;
+        batch.insert(&key::commit(mark.position), std::mem::take(&mut request.bytes));
+        batch.insert(key::index(&request.stream, mark.position), &[][..]);
+        batch.insert(key::head(&request.stream), &mark.encode());
+        batch.insert(key::command(&request.command_id), &mark.encode());
+        pending.heads.insert(request.stream.clone(), mark);
+        pending.commands.insert(request.command_id.clone(), mark);
+        Ok(mark.answer(false))
+    }
+
+    /// A head or command mark: from this batch if it set one, else from the tree.
+    fn lookup(
+        &self,
+        pending: &HashMap<String, Mark>,
+        id: &str,
+        key: fn(&str) -> Vec<u8>,
+    ) -> Result<Option<Mark>, AppendError> {
+        if let Some(mark) = pending.get(id) {
+            return Ok(Some(*mark));
+        }
+        let Some(bytes) = self.tree.get(key(id)).map_err(|e| AppendError::Failed(format!("sled read failed: {e}")))?
+        else {
+            return Ok(None);
+        };
+        Mark::decode(&bytes).map(Some).ok_or_else(|| AppendError::Failed(format!("malformed log entry for {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_sort_in_log_order_and_streams_do_not_overlap() {
+        assert!(key::commit(255) < key::commit(256));
+        assert_eq!(key::commit_position(&key::commit(u64::MAX - 1)), Some(u64::MAX - 1));
+        assert_eq!(key::commit_position(b"c123"), None);
+        let short = key::index_prefix("P520102-a");
+        assert!(!key::index("P520102-ab", 1).starts_with(&short));
+        assert!(key::index("P520102-a", 7).starts_with(&short));
+        let m = Mark { position: 3, version: 9 };
+        assert_eq!(Mark::decode(&m.encode()), Some(m));
+        assert_eq!(Mark::decode(&[0; 15]), None);
+    }
+
+    #[test]
+    fn errors_travel_across_threads() {
+        fn error<E: std::error::Error + Send + Sync + 'static>() {}
+        error::<OpenError>();
+    }
+
+    #[tokio::test]
+    async fn corrupt_bytes_are_reported_with_their_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let id = AggregateId::parse("P520102-corrupt").unwrap();
+        let now = chrono::DateTime::parse_from_rfc3339("2024-05-01T08:00:00Z").unwrap().to_utc();
+        let ctx = rectify_domain::CommandContext {
+            actor: rectify_domain::Actor {
+                id: "bureau".into(),
+                role: rectify_domain::Role::CountyBureau,
+                region: rectify_domain::RegionCode::parse("520102").unwrap(),
+                grid: None,
+            },
+            occurred_at: now,
+            recorded_at: now,
+            command_id: "cmd-corrupt".into(),
+            correlation_id: "cmd-corrupt".into(),
+        };
+        let commit = Commit::seal(
+            &id,
+            0,
+            rectify_domain::GENESIS_HASH,
+            &ctx,
+            vec![rectify_domain::Event::ProblemVoided { reason: "test".into() }],
+        );
+        let appended = log.append(&commit, 0).await.unwrap();
+
+        log.inner.tree.insert(key::commit(appended.position), &b"{not json"[..]).unwrap();
+
+        let corrupt = |r: Result<Vec<Record>, ReadError>| matches!(r, Err(ReadError::Corrupt { position, .. }) if position == appended.position);
+        assert!(corrupt(log.read_from(appended.position, 10).await));
+        assert!(corrupt(log.read_stream(&id).await));
+        let first = log.tail(appended.position).next().await.unwrap();
+        assert!(matches!(first, Err(ReadError::Corrupt { position, .. }) if position == appended.position));
+    }
+}

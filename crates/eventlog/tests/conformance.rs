@@ -1,0 +1,212 @@
+//! The contract of [`EventLog`], checked the same way for every backend.
+//!
+//! The cases live in `conformance/cases.rs` as plain `async fn(Arc<dyn EventLog>)`; [`conformance_tests!`]
+//! turns each into a `#[tokio::test]` for one backend:
+//!
+//! ```ignore
+//! conformance_tests!(jetstream, || async { Backend::new(JetStreamLog::connect(..).await.unwrap(), server_guard) });
+//! ```
+//!
+//! A case never assumes an empty log or that positions start at 1: it reads `head()` first, uses fresh
+//! stream and command ids, and tolerates other cases appending to the same log at the same time. So a
+//! backend may hand every case its own log or one shared log.
+
+#[path = "conformance/cases.rs"]
+mod cases;
+#[path = "conformance/support.rs"]
+mod support;
+
+use rectify_eventlog::{EmbeddedLog, EventLog};
+use std::sync::Arc;
+use support::Backend;
+
+/// Instantiates every case for one backend: `conformance_tests!(name, factory)`, where `factory` is a
+/// closure returning a future of a [`Backend`]; each case calls it once. The cases run on a two-thread
+/// runtime unless `runtime(...)` gives other `#[tokio::test]` arguments:
+/// `conformance_tests!(name, runtime(flavor = "current_thread"), factory)`.
+macro_rules! conformance_tests {
+    (@cases $backend:ident, $runtime:tt, $factory:expr, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test $runtime]
+                async fn $case() {
+                    let backend: Backend = ($factory)().await;
+                    cases::$case(backend.log.clone()).await;
+                }
+            )*
+        }
+    };
+    ($backend:ident, runtime($($runtime:tt)*), $factory:expr) => {
+        conformance_tests!(@cases $backend, ($($runtime)*), $factory, [
+            append_then_read_back,
+            unknown_things_read_empty,
+            stale_expected_conflicts,
+            expected_zero_only_for_new_streams,
+            retried_command_is_answered_once,
+            retry_after_the_stream_moved_on_is_a_duplicate,
+            concurrent_retries_write_once,
+            catch_up_from_any_position,
+            read_from_respects_max,
+            positions_follow_append_order,
+            live_tail_yields_new_appends,
+            tail_catches_up_then_follows,
+            large_envelope_round_trips,
+            racing_writers_on_one_stream_one_wins,
+            writers_on_distinct_streams_all_succeed,
+        ]);
+    };
+    ($backend:ident, $factory:expr) => {
+        conformance_tests!($backend, runtime(flavor = "multi_thread", worker_threads = 2), $factory);
+    };
+}
+
+/// A fresh embedded log in a temporary directory that lives as long as the case.
+fn embedded() -> Backend {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = EmbeddedLog::open(dir.path()).expect("open the embedded log");
+    Backend::new(log, dir)
+}
+
+conformance_tests!(embedded, || async { embedded() });
+
+// On one thread every racing task has queued its append before the writer task runs again, so the writer
+// decides them inside one batch: this is what exercises the group commit's in-batch checks.
+conformance_tests!(embedded_one_thread, runtime(flavor = "current_thread"), || async { embedded() });
+
+/// A JetStream log on a nats-server of its own (from the `rectify-tests` harness), which lives as long as the
+/// case and is killed and removed with it.
+async fn jetstream() -> Backend {
+    let server = rectify_tests::NatsServer::start();
+    let config = rectify_eventlog::JetStreamConfig { url: server.url(), ..Default::default() };
+    let log = rectify_eventlog::JetStreamLog::connect(config).await.expect("connect to the test nats-server");
+    Backend::new(log, server)
+}
+
+conformance_tests!(jetstream, jetstream);
+
+/// What only the embedded backend promises: positions from 1 on a fresh log, and its files.
+mod embedded_only {
+    use super::*;
+    use futures::StreamExt;
+    use rectify_eventlog::{AppendError, ReadError};
+    use support::{Problem, within};
+
+    #[tokio::test]
+    async fn a_fresh_log_counts_from_one_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        assert_eq!(log.head().await.unwrap(), 0);
+        assert_eq!(log.read_from(0, 10).await.unwrap(), []);
+        let (mut a, mut b) = (Problem::new(), Problem::new());
+        for expected in 1..=6 {
+            let p = if expected % 2 == 0 { &mut b } else { &mut a };
+            assert_eq!(p.append_next(&log).await.position, expected);
+        }
+        assert_eq!(log.head().await.unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn everything_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let (mut a, mut b) = (Problem::new(), Problem::new());
+        let first = a.report();
+        let mut written = vec![a.append(&log, first.clone()).await];
+        for _ in 0..2 {
+            written.push(b.append_next(&log).await);
+            written.push(a.append_next(&log).await);
+        }
+        let large = Problem::new();
+        let mut large_stream = large.clone();
+        written.push(large_stream.append(&log, large.large_report(400 * 1024)).await);
+        let head = log.head().await.unwrap();
+        within("close", log.close()).await;
+
+        let log = EmbeddedLog::open(dir.path()).expect("reopen after close");
+        assert_eq!(log.head().await.unwrap(), head);
+        assert_eq!(log.read_from(1, 100).await.unwrap(), written);
+        for p in [&a, &b, &large_stream] {
+            let stream = log.read_stream(&p.id).await.unwrap();
+            assert_eq!(stream.last().map(|r| r.position), Some(p.position));
+            support::assert_chain(&stream);
+        }
+        let again = log.append(&first, 0).await.expect("a retry after reopening");
+        assert_eq!((again.position, again.duplicate), (written[0].position, true));
+        let found = log.find_command(first.command_id()).await.unwrap().expect("remembered across reopen");
+        assert_eq!(found.position, written[0].position);
+        let stale = Problem { id: a.id.clone(), ..Problem::new() }.report();
+        assert!(matches!(log.append(&stale, 0).await, Err(AppendError::Conflict { .. })), "heads survive too");
+
+        let next = a.append_next(&log).await;
+        assert_eq!(next.position, head + 1, "appends continue at the next position");
+        let mut tail = log.tail(head);
+        let tailed: Vec<_> = within("tail", tail.by_ref().take(2).collect::<Vec<_>>()).await;
+        assert_eq!(
+            tailed.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+            [written[head as usize - 1].clone(), next]
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_stops_appends_and_ends_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let other = log.clone();
+        let mut p = Problem::new();
+        p.append_next(&log).await;
+        let mut tail = log.tail(1);
+        within("close", log.close()).await;
+        assert!(matches!(other.append(&p.next(), p.position).await, Err(AppendError::Unavailable(_))));
+        assert!(matches!(within("tail", tail.next()).await, Some(Ok(r)) if r.position == 1));
+        assert!(matches!(within("tail", tail.next()).await, Some(Err(ReadError::Unavailable(_)))));
+        assert!(within("tail", tail.next()).await.is_none(), "the tail ends after reporting the close");
+        // Reads of what was durable still work through the remaining handle.
+        assert_eq!(other.read_stream(&p.id).await.unwrap().len(), 1);
+    }
+
+    /// Not a test: prints appends per second. `cargo test -p rectify-eventlog --release -- --ignored --nocapture`
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement, not a check"]
+    async fn throughput() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(dir.path()).unwrap());
+        let sequential = 500;
+        let start = std::time::Instant::now();
+        let mut p = Problem::new();
+        for _ in 0..sequential {
+            p.append_next(&*log).await;
+        }
+        let rate = sequential as f64 / start.elapsed().as_secs_f64();
+        println!("sequential: {rate:.0} appends/s");
+
+        for writers in [16, 256, 1024] {
+            let per_writer = 20_000 / writers;
+            let start = std::time::Instant::now();
+            let tasks: Vec<_> = (0..writers)
+                .map(|_| {
+                    let log = log.clone();
+                    tokio::spawn(async move {
+                        let mut p = Problem::new();
+                        for _ in 0..per_writer {
+                            p.append_next(&*log).await;
+                        }
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let rate = (writers * per_writer) as f64 / start.elapsed().as_secs_f64();
+            println!("{writers} concurrent writers: {rate:.0} appends/s");
+        }
+        let start = std::time::Instant::now();
+        let head = log.head().await.unwrap();
+        let mut tail = log.tail(1);
+        for _ in 0..head {
+            tail.next().await.unwrap().unwrap();
+        }
+        let rate = head as f64 / start.elapsed().as_secs_f64();
+        println!("tail replay: {rate:.0} records/s");
+    }
+}
