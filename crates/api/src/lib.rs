@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 pub mod json;
 pub mod pipeline;
+pub mod rebuild;
 pub mod regions;
 pub mod routes;
 pub mod server;

@@ -29,9 +29,22 @@ enum Cmd {
         /// Run on NATS JetStream at this URL instead of the embedded log.
         #[arg(long, env = "RECTIFY_NATS")]
         nats: Option<String>,
+        /// Replicas of the JetStream stream when it is created (3 for a cluster).
+        #[arg(long, default_value_t = 1, requires = "nats")]
+        replicas: usize,
         /// Seconds between deadline sweeps.
         #[arg(long, default_value_t = 60)]
         overdue_interval: u64,
+    },
+    /// Builds the views anew from the log (the service must be stopped), then switches to them; with
+    /// `--check`, only compares them with the current views and exits non-zero on any difference.
+    Rebuild {
+        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
+        data_dir: PathBuf,
+        #[arg(long, env = "RECTIFY_NATS")]
+        nats: Option<String>,
+        #[arg(long)]
+        check: bool,
     },
     /// Manages bearer tokens.
     Token {
@@ -116,16 +129,30 @@ fn token_scope(
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { data_dir, listen, nats, overdue_interval } => {
+        Cmd::Serve { data_dir, listen, nats, replicas, overdue_interval } => {
             init_logging();
             let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
             let mut settings = Settings::new(data_dir);
-            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url });
+            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
             settings.overdue_interval = std::time::Duration::from_secs(overdue_interval.max(1));
             let addr = listener.local_addr()?;
             println!("listening on http://{addr}");
             std::io::stdout().flush()?;
             rectify_api::run(listener, settings, shutdown_signal()).await
+        }
+        Cmd::Rebuild { data_dir, nats, check } => {
+            init_logging();
+            let mut settings = Settings::new(data_dir);
+            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas: 1 });
+            let outcome = rectify_api::rebuild::rebuild(&settings, check).await?;
+            match outcome.first_difference {
+                Some(diff) => anyhow::bail!("the views differ from a rebuild at position {}: {diff}", outcome.position),
+                None if check => {
+                    println!("views match a rebuild at position {} ({} entries)", outcome.position, outcome.entries)
+                }
+                None => println!("views rebuilt to position {} ({} entries)", outcome.position, outcome.entries),
+            }
+            Ok(())
         }
         Cmd::Token { command: TokenCmd::Add { data_dir, role, region, grid, name } } => {
             let (role, region, grid) = token_scope(&role, region.as_deref(), grid)?;

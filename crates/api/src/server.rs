@@ -21,8 +21,8 @@ use tokio::sync::watch;
 pub enum Backend {
     /// The embedded sled log under `<data dir>/log` (one node, no server).
     Embedded,
-    /// A NATS JetStream server or cluster.
-    Nats { url: String },
+    /// A NATS JetStream server or cluster; `replicas` > 1 needs a cluster of nats-server ≥ 2.9.21.
+    Nats { url: String, replicas: usize },
 }
 
 /// Everything `run` needs to know.
@@ -61,8 +61,14 @@ pub async fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> 
                     .with_context(|| format!("opening the event log in {}", dir.display()))?,
             )
         }
-        Backend::Nats { url } => {
-            anyhow::bail!("--nats {url}: the JetStream backend is not wired in yet")
+        Backend::Nats { url, replicas } => {
+            let config =
+                rectify_eventlog::JetStreamConfig { url: url.clone(), replicas: *replicas, ..Default::default() };
+            Arc::new(
+                rectify_eventlog::JetStreamLog::connect(config)
+                    .await
+                    .with_context(|| format!("connecting to NATS JetStream at {url}"))?,
+            )
         }
     })
 }

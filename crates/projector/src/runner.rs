@@ -106,16 +106,24 @@ impl Projector {
     /// Applies everything up to the log's current head, then returns it.
     pub async fn catch_up(&self) -> Result<u64, ProjectorError> {
         let head = self.log.head().await?;
+        self.catch_up_to(head, |_| {}).await
+    }
+
+    /// Applies everything up to position `until` (or the head, if that is earlier), calling `progress` with
+    /// the checkpoint after each batch; returns the final checkpoint.
+    pub async fn catch_up_to(&self, until: u64, mut progress: impl FnMut(u64)) -> Result<u64, ProjectorError> {
         loop {
             let from = self.store.checkpoint()? + 1;
-            if from > head {
-                return Ok(head);
+            if from > until {
+                return Ok(from - 1);
             }
-            let records = self.log.read_from(from, BATCH).await?;
+            let max = usize::try_from(until - from + 1).unwrap_or(usize::MAX).min(BATCH);
+            let records = self.log.read_from(from, max).await?;
             if records.is_empty() {
-                return Ok(head);
+                return Ok(from - 1);
             }
             self.apply(&records)?;
+            progress(self.store.checkpoint()?);
         }
     }
 

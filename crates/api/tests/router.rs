@@ -1,0 +1,8 @@
+//! In-process tests of the whole router (`tower::ServiceExt::oneshot`): each test starts a service on a
+//! temp dir with the embedded log, makes tokens on the same dir and sends requests without a socket.
+
+#[path = "router/support.rs"]
+mod support;
+
+#[path = "router/input.rs"]
+mod input;
