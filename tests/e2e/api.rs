@@ -33,7 +33,14 @@ impl Answer {
 }
 
 /// Sends one request with an optional token, JSON body and extra headers.
-pub async fn send(app: &super::app::App, method: Method, path: &str, token: Option<&str>, body: Option<Value>, headers: &[(&str, &str)]) -> Answer {
+pub async fn send(
+    app: &super::app::App,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
     let mut req = app.http.request(method, app.at(path));
     if let Some(t) = token {
         req = req.bearer_auth(t);

@@ -61,7 +61,11 @@ impl App {
             .expect("spawn rectify serve");
         let mut first = String::new();
         BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut first).expect("read address line");
-        let url = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line {first:?}")).to_owned();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_owned();
         App { url, data_dir, _dir: dir, child, http: reqwest::Client::new() }
     }
 

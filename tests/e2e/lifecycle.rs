@@ -81,7 +81,10 @@ pub async fn lifecycle(app: &App) {
         }
     }
     let county = get(app, &format!("/api/v1/stats/summary?region={COUNTY}&wait_for={pos}"), &city).await.expect(200);
-    assert_eq!((county["found"].as_i64(), county["fixed"].as_i64(), county["open"].as_i64()), (Some(1), Some(1), Some(0)));
+    assert_eq!(
+        (county["found"].as_i64(), county["fixed"].as_i64(), county["open"].as_i64()),
+        (Some(1), Some(1), Some(0))
+    );
 
     // Reopen (反弹): open again.
     let reopened = post(app, &path("reopen"), &city, json!({"reason": "seepage found again"}), &[]).await.expect(200);
@@ -122,7 +125,9 @@ pub async fn lifecycle(app: &App) {
     assert_eq!(prefecture["children"].as_array().unwrap().len(), 10);
     let openapi = send(app, Method::GET, "/openapi.json", None, None, &[]).await.expect(200);
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
-    for route in ["/api/v1/problems", "/api/v1/problems/{id}/acceptance", "/api/v1/stats/summary", "/api/v1/regions/{code}"] {
+    for route in
+        ["/api/v1/problems", "/api/v1/problems/{id}/acceptance", "/api/v1/stats/summary", "/api/v1/regions/{code}"]
+    {
         assert!(openapi["paths"].get(route).is_some(), "{route} missing from /openapi.json");
     }
     assert_eq!(send(app, Method::GET, "/healthz", None, None, &[]).await.status, 200);

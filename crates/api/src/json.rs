@@ -32,14 +32,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             field: None,
             detail: e.body_text(),
         })?;
+        // serde would also take a struct from a positional array (`["duplicate"]`); bodies are objects.
+        let first = bytes.trim_ascii_start().first();
+        if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+            return Err(ApiError::Invalid {
+                status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                field: None,
+                detail: "the body must be a JSON object".into(),
+            });
+        }
         parse(&bytes).map(JsonBody)
     }
 }
 
-/// Deserializes `bytes`, naming the field at fault: syntax errors are 400, wrong or missing fields 422.
+/// Deserializes `bytes`, naming the field at fault: syntax errors (and bytes after the value) are 400, wrong
+/// or missing fields 422.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
@@ -51,12 +61,25 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             (None, p) => p.to_owned(),
         };
         let detail = message.split(" at line ").next().unwrap_or(&message).to_owned();
-        if inner.is_syntax() || inner.is_eof() {
+        // serde_json reports some type errors as syntax (`"sector": null` is "expected value"): only a body
+        // that does not parse as JSON at all is malformed.
+        let malformed = (inner.is_syntax() || inner.is_eof())
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err();
+        if malformed {
             ApiError::bad_request(None, format!("the body is not valid JSON: {detail}"))
+        } else if inner.is_syntax() && !field.is_empty() && field != "." {
+            ApiError::invalid(field.clone(), format!("`{field}` has the wrong type ({detail})"))
         } else if field.is_empty() || field == "." {
             ApiError::Invalid { status: axum::http::StatusCode::UNPROCESSABLE_ENTITY, field: None, detail }
         } else {
             ApiError::invalid(field.clone(), format!("`{field}`: {detail}"))
         }
-    })
+    })?;
+    // One JSON value and nothing after it: `{...} trailing` is malformed, not a valid body.
+    de.end().map_err(|e| {
+        let message = e.to_string();
+        let detail = message.split(" at line ").next().unwrap_or(&message).to_owned();
+        ApiError::bad_request(None, format!("the body is not valid JSON: {detail}"))
+    })?;
+    Ok(value)
 }

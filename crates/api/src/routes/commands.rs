@@ -42,7 +42,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
 }
 
 fn command_id(headers: &HeaderMap) -> Result<String, ApiError> {
-    match header(headers, "idempotency-key")? {
+    match header(headers, "Idempotency-Key")? {
         None => Ok(ulid::Ulid::new().to_string()),
         Some(key) if !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(key.to_owned())
@@ -55,7 +55,7 @@ fn command_id(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
-    let Some(value) = header(headers, "if-match")? else {
+    let Some(value) = header(headers, "If-Match")? else {
         return Ok(None);
     };
     let v = value.trim().trim_start_matches("W/").trim_matches('"');
@@ -76,22 +76,23 @@ fn business_time(
     Ok(at)
 }
 
-/// Runs one command for `actor` and renders the answer with `status`.
+/// Runs one command for `actor` and renders the answer with `status`. `time_field` names the body field the
+/// business time came from, for the refusal of a time in the future.
 async fn dispatch(
     state: &AppState,
     actor: rectify_domain::Actor,
     headers: &HeaderMap,
     id: &AggregateId,
-    occurred_at: Option<DateTime<Utc>>,
+    (time_field, occurred_at): (&'static str, Option<DateTime<Utc>>),
     command: Command,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let now = Utc::now();
     let command_id = command_id(headers)?;
-    let correlation_id = header(headers, "x-correlation-id")?.map_or_else(|| command_id.clone(), str::to_owned);
+    let correlation_id = header(headers, "X-Correlation-Id")?.map_or_else(|| command_id.clone(), str::to_owned);
     let ctx = CommandContext {
         actor,
-        occurred_at: business_time("occurred_at", occurred_at, now)?,
+        occurred_at: business_time(time_field, occurred_at, now)?,
         recorded_at: now,
         command_id,
         correlation_id,
@@ -173,7 +174,7 @@ pub async fn report(
         actor,
         &headers,
         &new_id(AggregateKind::Problem, county),
-        Some(body.discovered_at),
+        ("discovered_at", Some(body.discovered_at)),
         command,
         StatusCode::CREATED,
     )
@@ -220,7 +221,7 @@ pub async fn inspect(
         actor,
         &headers,
         &new_id(AggregateKind::Inspection, county),
-        Some(body.inspected_at),
+        ("inspected_at", Some(body.inspected_at)),
         command,
         StatusCode::CREATED,
     )
@@ -251,7 +252,7 @@ macro_rules! action {
             let id = problem_id(&id)?;
             let occurred_at = $b.occurred_at;
             let command: Result<Command, ApiError> = $command;
-            dispatch(&state, actor, &headers, &id, occurred_at, command?, StatusCode::OK).await
+            dispatch(&state, actor, &headers, &id, ("occurred_at", occurred_at), command?, StatusCode::OK).await
         }
     };
 }
