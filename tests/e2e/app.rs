@@ -48,6 +48,13 @@ impl App {
         App::spawn(data_dir, Some(dir), &["--nats", url])
     }
 
+    /// Starts `rectify serve` in a fresh data dir with extra arguments.
+    pub fn spawn_with(extra: &[&str]) -> App {
+        let dir = tempfile::Builder::new().prefix("rectify-e2e-").tempdir().expect("temp dir");
+        let data_dir = dir.path().to_owned();
+        App::spawn(data_dir, Some(dir), extra)
+    }
+
     /// Starts `rectify serve` on an existing data dir (to restart after a kill).
     pub fn spawn(data_dir: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> App {
         let mut child = Command::new(binary())

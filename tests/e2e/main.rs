@@ -5,3 +5,4 @@ mod api;
 mod app;
 mod jetstream;
 mod lifecycle;
+mod views;

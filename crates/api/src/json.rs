@@ -34,7 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         })?;
         // serde would also take a struct from a positional array (`["duplicate"]`); bodies are objects.
         let first = bytes.trim_ascii_start().first();
-        if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+        if first.is_some_and(|b| *b != b'{') && serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
             return Err(ApiError::Invalid {
                 status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
                 field: None,
@@ -63,8 +63,8 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let detail = message.split(" at line ").next().unwrap_or(&message).to_owned();
         // serde_json reports some type errors as syntax (`"sector": null` is "expected value"): only a body
         // that does not parse as JSON at all is malformed.
-        let malformed = (inner.is_syntax() || inner.is_eof())
-            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_err();
+        let malformed =
+            (inner.is_syntax() || inner.is_eof()) && serde_json::from_slice::<serde_json::Value>(bytes).is_err();
         if malformed {
             ApiError::bad_request(None, format!("the body is not valid JSON: {detail}"))
         } else if inner.is_syntax() && !field.is_empty() && field != "." {

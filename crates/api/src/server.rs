@@ -95,6 +95,7 @@ impl Service {
         let pipeline = Pipeline::new(log.clone(), views.clone());
         let regions = Regions::guizhou();
         let root = regions.root;
+        let sweeps = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let state = AppState(Arc::new(Inner {
             log,
             views: views.clone(),
@@ -102,13 +103,14 @@ impl Service {
             tokens: TokenStore::open(&settings.data_dir),
             regions,
             ready_at,
+            sweeps: sweeps.clone(),
             wait_limit: settings.wait_limit,
         }));
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let watcher = Watcher { pipeline, views, clock: settings.clock.clone(), root };
+        let watcher = Watcher { pipeline, views, clock: settings.clock.clone(), root, sweeps };
         let tasks = vec![
             tokio::spawn(projector.run(stopped(stop_rx.clone()))),
             tokio::spawn(watcher.run(settings.overdue_interval, stopped(stop_rx))),

@@ -21,6 +21,8 @@ pub struct Inner {
     pub regions: Regions,
     /// The log head when the process started: ready once the views reach it.
     pub ready_at: u64,
+    /// Completed sweeps of this process's deadline watcher.
+    pub sweeps: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a query waits for `wait_for`.
     pub wait_limit: Duration,
 }

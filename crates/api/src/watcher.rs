@@ -26,6 +26,8 @@ pub struct Watcher {
     pub views: ProjectorHandle,
     pub clock: Clock,
     pub root: RegionCode,
+    /// Completed sweeps (a gauge on /metrics, so tests and operators can tell the watcher is alive).
+    pub sweeps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Watcher {
@@ -76,6 +78,7 @@ impl Watcher {
                 }
             }
         }
+        self.sweeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         marked
     }
 

@@ -595,6 +595,12 @@ impl EventLog for JetStreamLog {
         self.inner.append(commit, expected).await
     }
 
+    async fn announce_views_changed(&self, payload: Vec<u8>) {
+        if let Err(error) = self.inner.client.publish(crate::VIEWS_CHANGED, payload.into()).await {
+            tracing::debug!(%error, "could not announce a view change on NATS");
+        }
+    }
+
     async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError> {
         self.inner.read_stream(stream).await
     }

@@ -15,6 +15,9 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use rectify_domain::{AggregateId, Commit};
 
+/// The NATS subject that view changes are announced on.
+pub const VIEWS_CHANGED: &str = "rectify.views.changed";
+
 /// One commit as stored, with its global position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -82,4 +85,9 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The answer of an earlier append of `command_id`, if the log still remembers it.
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError>;
+
+    /// Tells listeners outside the process that the views changed (`payload` is JSON). The JetStream backend
+    /// publishes it on core NATS subject [`VIEWS_CHANGED`] for external dashboards; by default nobody is told.
+    /// Best effort: a lost notice only delays a dashboard until the next one.
+    async fn announce_views_changed(&self, _payload: Vec<u8>) {}
 }

@@ -9,4 +9,4 @@ pub mod views;
 
 pub use runner::{Applied, Projector, ProjectorHandle};
 pub use store::{StoreError, ViewStore};
-pub use views::{Changes, CounterKey, Counters, LedgerRow, ViewRead};
+pub use views::{Changes, CounterKey, Counters, Empty, LedgerRow, ViewRead};

@@ -13,7 +13,7 @@ use tokio::sync::{broadcast, watch};
 const BATCH: usize = 2048;
 
 /// What one applied batch changed: the new checkpoint, the ledger rows and the counter rows touched.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
     pub position: u64,
     pub problems: Vec<String>,
@@ -78,7 +78,7 @@ impl Projector {
     }
 
     /// Folds `records` (in log order) into the views in one batch with the checkpoint.
-    fn apply(&self, records: &[Record]) -> Result<(), StoreError> {
+    fn apply(&self, records: &[Record]) -> Result<Option<Arc<Applied>>, StoreError> {
         let checkpoint = self.store.checkpoint()?;
         let mut changes = Changes::default();
         let mut last = checkpoint;
@@ -89,7 +89,7 @@ impl Projector {
             last = record.position;
         }
         if last == checkpoint {
-            return Ok(());
+            return Ok(None);
         }
         self.store.commit(&changes, last)?;
         self.applied.send_replace(last);
@@ -98,9 +98,10 @@ impl Projector {
             problems: changes.ledger.keys().map(|id| id.to_string()).collect(),
             counters: changes.counters.keys().map(|k| k.encode()).collect(),
         };
+        let applied = Arc::new(applied);
         // Nobody listening is fine.
-        let _ = self.changes.send(Arc::new(applied));
-        Ok(())
+        let _ = self.changes.send(applied.clone());
+        Ok(Some(applied))
     }
 
     /// Applies everything up to the log's current head, then returns it.
@@ -160,9 +161,16 @@ impl Projector {
                         }
                     }
                 }
-                if let Err(error) = self.apply(&records) {
-                    tracing::error!(%error, "projector cannot write its views; stopping");
-                    return;
+                match self.apply(&records) {
+                    Ok(Some(applied)) => {
+                        let notice = serde_json::to_vec(&*applied).expect("changes serialize");
+                        self.log.announce_views_changed(notice).await;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::error!(%error, "projector cannot write its views; stopping");
+                        return;
+                    }
                 }
                 if let Some(error) = failure {
                     tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "projector lost the log; resuming");

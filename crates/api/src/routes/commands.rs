@@ -29,6 +29,9 @@ pub struct CommandAnswer {
     pub position: u64,
 }
 
+/// Largest fine one enforcement measure may carry (¥10 billion), so that totals summed over the log fit.
+const MAX_AMOUNT_FEN: u64 = 1_000_000_000_000;
+
 /// Largest accepted clock skew for business times in the future.
 const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -97,12 +100,23 @@ async fn dispatch(
         command_id,
         correlation_id,
     };
-    let Accepted { id, version, position, .. } = state.pipeline.run(id, &ctx, &command, if_match(headers)?).await?;
+    let Accepted { id, version, position, .. } =
+        state.pipeline.run(id, &ctx, &command, if_match(headers)?).await.map_err(wire_field)?;
     let mut response = (status, axum::Json(CommandAnswer { id: id.to_string(), version, position })).into_response();
     response
         .headers_mut()
         .insert(axum::http::header::ETAG, format!("\"{version}\"").parse().expect("a number is a valid header"));
     Ok(response)
+}
+
+/// Names a field the domain refused as the body calls it (the assignment body flattens `responsible`).
+fn wire_field(e: ApiError) -> ApiError {
+    match e {
+        ApiError::Invalid { status, field: Some(f), detail } if f == "responsible.unit" => {
+            ApiError::Invalid { status, field: Some("unit".into()), detail: detail.replace("responsible.unit", "unit") }
+        }
+        other => other,
+    }
 }
 
 fn problem_id(raw: &str) -> Result<AggregateId, ApiError> {
@@ -347,5 +361,9 @@ action!(
 action!(
     /// Records an enforcement measure; money in fen.
     enforcement, "enforcement", EnforcementBody { measure: Measure, #[serde(default)] case_no: String, #[serde(default)] note: String },
-    |b| Ok(Command::RecordEnforcement { measure: b.measure, case_no: b.case_no, note: b.note })
+    |b| if b.measure.amount_fen() > MAX_AMOUNT_FEN {
+        Err(ApiError::invalid("measure.amount_fen", format!("`measure.amount_fen` must be at most {MAX_AMOUNT_FEN} fen")))
+    } else {
+        Ok(Command::RecordEnforcement { measure: b.measure, case_no: b.case_no, note: b.note })
+    }
 );

@@ -1,7 +1,9 @@
 //! The HTTP surface: `router(state)` wires every route; handlers live in `commands` and `queries`.
 
 pub mod commands;
+pub mod metrics;
 pub mod queries;
+pub mod stats;
 
 use crate::state::AppState;
 use axum::Json;
@@ -19,8 +21,8 @@ use utoipa::OpenApi;
         commands::report, commands::inspect, commands::deadline, commands::assignment, commands::progress,
         commands::extension, commands::extension_decision, commands::submission, commands::acceptance,
         commands::reopen, commands::void, commands::supervision, commands::enforcement,
-        queries::problem, queries::history, queries::ledger, queries::summary, queries::region, queries::stream,
-        healthz, readyz,
+        queries::problem, queries::history, queries::ledger, stats::summary, stats::regions, stats::sectors, stats::enforcement, stats::grids, stats::trend, queries::region, queries::stream,
+        healthz, readyz, metrics::metrics,
     ),
     modifiers(&BearerAuth),
 )]
@@ -80,13 +82,19 @@ pub fn router(state: AppState) -> Router {
         .route("/problems/{id}/void", post(void))
         .route("/problems/{id}/supervision", post(supervision))
         .route("/problems/{id}/enforcement", post(enforcement))
-        .route("/stats/summary", get(queries::summary))
+        .route("/stats/summary", get(stats::summary))
+        .route("/stats/regions", get(stats::regions))
+        .route("/stats/sectors", get(stats::sectors))
+        .route("/stats/enforcement", get(stats::enforcement))
+        .route("/stats/grids", get(stats::grids))
+        .route("/stats/trend", get(stats::trend))
         .route("/regions/{code}", get(queries::region))
         .route("/stream", get(queries::stream));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(crate::json::MAX_BODY))

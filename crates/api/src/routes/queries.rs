@@ -16,12 +16,12 @@ use rectify_domain::problem::{Problem, State as AggState};
 use rectify_domain::region::Level;
 use rectify_domain::values::{DeadlineClass, Evidence, Responsible, Sector, Severity, Source};
 use rectify_domain::{Actor, AggregateId, AggregateKind, RegionCode, Role, Status};
-use rectify_projector::{CounterKey, Counters, LedgerRow};
+use rectify_projector::LedgerRow;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 /// Waits (bounded) until the views include `position`.
-async fn wait(state: &AppState, position: Option<u64>) -> Result<(), ApiError> {
+pub(crate) async fn wait(state: &AppState, position: Option<u64>) -> Result<(), ApiError> {
     match position {
         Some(p) if !state.views.wait_for(p, state.wait_limit).await => Err(ApiError::Timeout(format!(
             "the views did not reach position {p} within {} s (they are at {})",
@@ -32,7 +32,7 @@ async fn wait(state: &AppState, position: Option<u64>) -> Result<(), ApiError> {
     }
 }
 
-fn region_param(state: &AppState, raw: Option<&str>) -> Result<RegionCode, ApiError> {
+pub(crate) fn region_param(state: &AppState, raw: Option<&str>) -> Result<RegionCode, ApiError> {
     let Some(raw) = raw else {
         return Ok(state.regions.root);
     };
@@ -309,57 +309,6 @@ pub async fn ledger(
         return Ok(response);
     }
     Ok(Json(LedgerPage { items, next, position }).into_response())
-}
-
-/// Region and read-your-writes for statistics.
-#[derive(Deserialize, IntoParams)]
-pub struct StatsQuery {
-    /// Region code at any level (default: the province).
-    pub region: Option<String>,
-    pub sector: Option<Sector>,
-    pub wait_for: Option<u64>,
-}
-
-/// The counters of one region.
-#[derive(Serialize, ToSchema)]
-pub struct Summary {
-    pub region: String,
-    pub name: String,
-    pub name_en: String,
-    pub sector: Option<Sector>,
-    #[serde(flatten)]
-    pub counters: Counters,
-    /// fixed / found (0 when nothing was found).
-    pub fix_rate: f64,
-    /// The log position the views include.
-    pub position: u64,
-}
-
-/// Statistics of a region: inspections, found, fixed, open, overdue and more.
-#[utoipa::path(get, path = "/api/v1/stats/summary", tag = "queries", params(StatsQuery),
-    responses((status = 200, body = Summary), (status = "4XX", body = ProblemJson, content_type = "application/problem+json")),
-    security(("bearer" = [])))]
-pub async fn summary(
-    State(state): State<AppState>,
-    Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
-) -> Result<Json<Summary>, ApiError> {
-    let region = region_param(&state, q.region.as_deref())?;
-    authorize(&actor, Action::ReadStats, Target { region, grid: None, responsible: None })?;
-    wait(&state, q.wait_for).await?;
-    let position = state.views.applied();
-    let counters = state.views.store().counter(&CounterKey::region(region).with_sector(q.sector))?;
-    let info = state.regions.region(region).expect("checked by region_param");
-    let fix_rate = if counters.found > 0 { counters.fixed as f64 / counters.found as f64 } else { 0.0 };
-    Ok(Json(Summary {
-        region: region.to_string(),
-        name: info.name_zh.clone(),
-        name_en: info.name_en.clone(),
-        sector: q.sector,
-        counters,
-        fix_rate,
-        position,
-    }))
 }
 
 /// A child region or a grid in a region listing.
