@@ -111,6 +111,15 @@ impl Pipeline {
         if_match: Option<u64>,
     ) -> Result<Accepted, ApiError> {
         if let Some(first) = self.previous(&ctx.command_id).await? {
+            // A key is its actor's: another actor must not get (or replay) someone else's answer.
+            let record = self.log.read_from(first.position, 1).await?;
+            let owner = record.first().and_then(|r| r.commit.events.first()).map(|e| e.actor.id.as_str());
+            if owner.is_some_and(|owner| owner != ctx.actor.id) {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "`Idempotency-Key` was already used by another actor",
+                ));
+            }
             return Ok(first);
         }
         let (mut state, mut last, mut fresh) = match self.cache.get(id) {

@@ -6,3 +6,9 @@ mod support;
 
 #[path = "router/input.rs"]
 mod input;
+
+#[path = "router/matrix.rs"]
+mod matrix;
+
+#[path = "router/headers.rs"]
+mod headers;

@@ -44,9 +44,17 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Api
         .transpose()
 }
 
+/// Command ids the service makes for itself (the deadline watcher's `overdue:<id>:v<version>`): a client
+/// that could send one would pre-empt the watcher's command and keep a problem from ever turning overdue.
+const RESERVED_KEY_PREFIX: &str = "overdue:";
+
 fn command_id(headers: &HeaderMap) -> Result<String, ApiError> {
     match header(headers, "Idempotency-Key")? {
         None => Ok(ulid::Ulid::new().to_string()),
+        Some(key) if key.starts_with(RESERVED_KEY_PREFIX) => Err(ApiError::bad_request(
+            Some("Idempotency-Key".into()),
+            format!("`Idempotency-Key` must not start with `{RESERVED_KEY_PREFIX}` (reserved for the service)"),
+        )),
         Some(key) if !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(key.to_owned())
         }

@@ -20,21 +20,6 @@ pub const OTHER_GRID: &str = "520102-G02";
 pub const FAR_COUNTY: &str = "520201";
 pub const FAR_GRID: &str = "520201-G01";
 
-/// Every command endpoint: `problems` and `inspections` create, the rest act on `/problems/{id}/<action>`.
-pub const ACTIONS: [&str; 11] = [
-    "deadline",
-    "assignment",
-    "progress",
-    "extension",
-    "extension-decision",
-    "submission",
-    "acceptance",
-    "reopen",
-    "void",
-    "supervision",
-    "enforcement",
-];
-
 /// A running service with its data dir and a province token for setting things up.
 pub struct App {
     pub service: Service,
@@ -207,8 +192,15 @@ pub struct Built {
 impl App {
     /// A fresh service on a temp dir.
     pub async fn start() -> App {
+        App::start_with(|_| {}).await
+    }
+
+    /// A fresh service on a temp dir, with `tune` applied to the default settings.
+    pub async fn start_with(tune: impl FnOnce(&mut Settings)) -> App {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let service = Service::start(&Settings::new(dir.path())).await.expect("the service starts");
+        let mut settings = Settings::new(dir.path());
+        tune(&mut settings);
+        let service = Service::start(&settings).await.expect("the service starts");
         let admin = tokens::add(dir.path(), Role::Province, region("520000"), None, "setup").expect("a token");
         App { service, admin, dir }
     }
@@ -271,9 +263,10 @@ impl App {
     /// rectifying for extension/submission, an extension pending for extension-decision, pending acceptance
     /// for acceptance, closed for reopen.
     pub async fn problem_for(&self, endpoint: &str, county: &str, grid: &str, responsible: &str) -> Built {
-        let Built { id, mut position } = self.report(county, grid).await;
+        let id = self.report(county, grid).await.id;
         let admin = self.admin.clone();
-        position = self.act(&admin, &id, "assignment", json!({"unit": "Kailin Group", "actor_id": responsible})).await;
+        let mut position =
+            self.act(&admin, &id, "assignment", json!({"unit": "Kailin Group", "actor_id": responsible})).await;
         let rectifying = ["extension", "extension-decision", "submission", "acceptance", "reopen"];
         if rectifying.contains(&endpoint) {
             position = self.act(&admin, &id, "deadline", json!({"class": "time_limited", "due": days(30)})).await;
@@ -292,6 +285,19 @@ impl App {
             }
         }
         Built { id, position }
+    }
+
+    /// Polls the problem until `done` holds (the deadline watcher works in the background).
+    pub async fn eventually(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let problem = self.read(id).await;
+            if done(&problem) {
+                return problem;
+            }
+            assert!(std::time::Instant::now() < deadline, "gave up waiting: {problem}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// The problem as the admin reads it.
