@@ -35,6 +35,10 @@ enum Cmd {
         /// Seconds between deadline sweeps.
         #[arg(long, default_value_t = 60)]
         overdue_interval: u64,
+        /// Rebuild the views from the log at start, beside the current ones (which keep answering queries
+        /// until the new ones have caught up). Happens by itself when the view schema changed.
+        #[arg(long)]
+        rebuild_views: bool,
     },
     /// Builds the views anew from the log (the service must be stopped), then switches to them; with
     /// `--check`, only compares them with the current views and exits non-zero on any difference.
@@ -129,12 +133,13 @@ fn token_scope(
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { data_dir, listen, nats, replicas, overdue_interval } => {
+        Cmd::Serve { data_dir, listen, nats, replicas, overdue_interval, rebuild_views } => {
             init_logging();
             let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
             let mut settings = Settings::new(data_dir);
             settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
             settings.overdue_interval = std::time::Duration::from_secs(overdue_interval.max(1));
+            settings.rebuild_views = rebuild_views;
             let addr = listener.local_addr()?;
             println!("listening on http://{addr}");
             std::io::stdout().flush()?;

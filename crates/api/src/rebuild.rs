@@ -1,10 +1,10 @@
-//! `rectify rebuild`: builds the views anew from the log beside the current ones, then either compares
-//! (`--check`: are the current views exactly the fold of the log up to their checkpoint?) or switches to
-//! the new views.
+//! `rectify rebuild`: builds the views anew from the log as the next generation beside the current one, then
+//! either compares (`--check`: are the current views exactly the fold of the log up to their checkpoint?)
+//! and discards it, or switches to it.
 
 use crate::server::{Settings, open_log};
 use anyhow::{Context, bail};
-use rectify_projector::{Projector, ViewStore};
+use rectify_projector::{Generations, Projector};
 use std::io::Write;
 use std::time::Instant;
 
@@ -21,22 +21,12 @@ pub struct Outcome {
 /// Rebuilds the views of `settings.data_dir`. With `check`, compares and leaves everything as it was.
 pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome> {
     let log = open_log(settings).await?;
-    let current_dir = settings.data_dir.join("views");
-    let next_dir = settings.data_dir.join("views.next");
-    if next_dir.exists() {
-        std::fs::remove_dir_all(&next_dir).with_context(|| format!("removing a stale {}", next_dir.display()))?;
-    }
-    let current = if current_dir.exists() || check {
-        Some(ViewStore::open(&current_dir).context("opening the current views (is the service still running?)")?)
-    } else {
-        None
-    };
+    let generations = Generations::new(settings.data_dir.join("views"));
+    let (current, generation) =
+        generations.open_current().context("opening the current views (is the service still running?)")?;
     // A check compares at the current views' position; a rebuild goes to the head.
-    let until = match (&current, check) {
-        (Some(c), true) => c.checkpoint()?,
-        _ => log.head().await?,
-    };
-    let next = ViewStore::open(&next_dir)?;
+    let until = if check { current.checkpoint()? } else { log.head().await? };
+    let next = generations.create(generation + 1)?;
     let (projector, _) = Projector::new(log, next.clone())?;
     let started = Instant::now();
     let position = projector
@@ -54,7 +44,7 @@ pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome
     let entries = rebuilt.len();
     let mut first_difference = None;
     if check {
-        let live = current.as_ref().expect("opened for a check").dump()?;
+        let live = current.dump()?;
         let mut a = live.iter();
         let mut b = rebuilt.iter();
         loop {
@@ -68,20 +58,13 @@ pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome
                 }
             }
         }
-        next.flush().await?;
-        drop(next);
-        std::fs::remove_dir_all(&next_dir)?;
+        drop((next, projector));
+        generations.remove_others(generation)?;
     } else {
         next.flush().await?;
         drop((next, projector, current));
-        let old_dir = settings.data_dir.join("views.old");
-        if current_dir.exists() {
-            std::fs::rename(&current_dir, &old_dir)?;
-        }
-        std::fs::rename(&next_dir, &current_dir)?;
-        if old_dir.exists() {
-            std::fs::remove_dir_all(&old_dir)?;
-        }
+        generations.switch(generation + 1)?;
+        generations.remove_others(generation + 1)?;
     }
     Ok(Outcome { position, entries, first_difference })
 }

@@ -8,7 +8,7 @@ use crate::tokens::TokenStore;
 use crate::watcher::{Clock, Watcher};
 use anyhow::Context;
 use rectify_eventlog::EventLog;
-use rectify_projector::{Projector, ViewStore};
+use rectify_projector::{Generations, Projector};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +36,8 @@ pub struct Settings {
     /// How often the deadline watcher sweeps.
     pub overdue_interval: Duration,
     pub clock: Clock,
+    /// Rebuild the views at start (beside the current ones, which keep serving until the switch).
+    pub rebuild_views: bool,
 }
 
 impl Settings {
@@ -47,6 +49,7 @@ impl Settings {
             wait_limit: Duration::from_secs(10),
             overdue_interval: Duration::from_secs(60),
             clock: crate::watcher::system_clock(),
+            rebuild_views: false,
         }
     }
 }
@@ -73,6 +76,25 @@ pub async fn open_log(settings: &Settings) -> anyhow::Result<Arc<dyn EventLog>> 
     })
 }
 
+/// Builds generation `current + 1` beside the views in use, switches to it and removes the old one.
+async fn rebuild_views(projector: &Projector, generations: &Generations, current: u64) -> anyhow::Result<()> {
+    let next = generations.create(current + 1)?;
+    tracing::info!(generation = current + 1, "rebuilding the views from the log beside the current ones");
+    let mut last_report = std::time::Instant::now();
+    let position = projector
+        .rebuild_beside(next, |at, head| {
+            if last_report.elapsed() >= Duration::from_secs(2) {
+                tracing::info!(position = at, head, "rebuilding the views");
+                last_report = std::time::Instant::now();
+            }
+        })
+        .await?;
+    generations.switch(current + 1)?;
+    generations.remove_others(current + 1)?;
+    tracing::info!(position, generation = current + 1, "views rebuilt and switched");
+    Ok(())
+}
+
 /// The running parts of the service behind the router: the state handlers share, and the projector and
 /// deadline watcher tasks.
 pub struct Service {
@@ -87,9 +109,11 @@ impl Service {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
         let log = open_log(settings).await?;
-        let views_dir = settings.data_dir.join("views");
-        let store =
-            ViewStore::open(&views_dir).with_context(|| format!("opening the views in {}", views_dir.display()))?;
+        let generations = Generations::new(settings.data_dir.join("views"));
+        let (store, generation) = generations
+            .open_current()
+            .with_context(|| format!("opening the views in {}", generations.root().display()))?;
+        let stale = settings.rebuild_views || !store.schema_is_current()?;
         let (projector, views) = Projector::new(log.clone(), store)?;
         let ready_at = log.head().await.unwrap_or(0);
         let pipeline = Pipeline::new(log.clone(), views.clone());
@@ -111,8 +135,18 @@ impl Service {
             let _ = rx.wait_for(|s| *s).await;
         };
         let watcher = Watcher { pipeline, views, clock: settings.clock.clone(), root, sweeps };
+        let follow = stopped(stop_rx.clone());
+        let projector_task = async move {
+            if stale {
+                // Readers keep using the old views while the new ones are built beside them.
+                if let Err(error) = rebuild_views(&projector, &generations, generation).await {
+                    tracing::error!(error = format!("{error:#}"), "rebuilding the views failed; serving the old ones");
+                }
+            }
+            projector.run(follow).await
+        };
         let tasks = vec![
-            tokio::spawn(projector.run(stopped(stop_rx.clone()))),
+            tokio::spawn(projector_task),
             tokio::spawn(watcher.run(settings.overdue_interval, stopped(stop_rx))),
         ];
         Ok(Service { state, stop, tasks })

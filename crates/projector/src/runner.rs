@@ -5,7 +5,7 @@ use crate::store::{StoreError, ViewStore};
 use crate::views::Changes;
 use futures::StreamExt;
 use rectify_eventlog::{EventLog, ReadError, Record};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
@@ -29,10 +29,10 @@ pub enum ProjectorError {
     Log(#[from] ReadError),
 }
 
-/// Folds the log into one [`ViewStore`].
+/// Folds the log into one [`ViewStore`] (which a rebuild may replace, see [`Projector::rebuild_beside`]).
 pub struct Projector {
     log: Arc<dyn EventLog>,
-    store: ViewStore,
+    store: Arc<RwLock<ViewStore>>,
     applied: watch::Sender<u64>,
     changes: broadcast::Sender<Arc<Applied>>,
 }
@@ -40,15 +40,15 @@ pub struct Projector {
 /// What readers hold: the views, the applied position, and the change feed.
 #[derive(Clone)]
 pub struct ProjectorHandle {
-    store: ViewStore,
+    store: Arc<RwLock<ViewStore>>,
     applied: watch::Receiver<u64>,
     changes: broadcast::Sender<Arc<Applied>>,
 }
 
 impl ProjectorHandle {
-    /// The views.
-    pub fn store(&self) -> &ViewStore {
-        &self.store
+    /// The views in use (a cheap handle; after a rebuild switches, new calls get the new views).
+    pub fn store(&self) -> ViewStore {
+        self.store.read().expect("store lock").clone()
     }
 
     /// The last log position the views include.
@@ -73,25 +73,48 @@ impl Projector {
     pub fn new(log: Arc<dyn EventLog>, store: ViewStore) -> Result<(Projector, ProjectorHandle), StoreError> {
         let (applied, applied_rx) = watch::channel(store.checkpoint()?);
         let (changes, _) = broadcast::channel(1024);
+        let store = Arc::new(RwLock::new(store));
         let handle = ProjectorHandle { store: store.clone(), applied: applied_rx, changes: changes.clone() };
         Ok((Projector { log, store, applied, changes }, handle))
     }
 
+    fn store(&self) -> ViewStore {
+        self.store.read().expect("store lock").clone()
+    }
+
+    /// Builds `next` from the log up to its head while readers keep using the current views, then switches
+    /// readers (and this projector) to `next`. `progress` gets (position, head) after each batch.
+    pub async fn rebuild_beside(
+        &self,
+        next: ViewStore,
+        mut progress: impl FnMut(u64, u64),
+    ) -> Result<u64, ProjectorError> {
+        let (builder, _) = Projector::new(self.log.clone(), next.clone())?;
+        let head = self.log.head().await?;
+        builder.catch_up_to(head, |at| progress(at, head)).await?;
+        let position = next.checkpoint()?;
+        *self.store.write().expect("store lock") = next;
+        self.applied.send_replace(position);
+        let _ = self.changes.send(Arc::new(Applied { position, problems: vec![], counters: vec!["*".into()] }));
+        Ok(position)
+    }
+
     /// Folds `records` (in log order) into the views in one batch with the checkpoint.
     fn apply(&self, records: &[Record]) -> Result<Option<Arc<Applied>>, StoreError> {
-        let checkpoint = self.store.checkpoint()?;
+        let store = self.store();
+        let checkpoint = store.checkpoint()?;
         let mut changes = Changes::default();
         let mut last = checkpoint;
         for record in records.iter().filter(|r| r.position > checkpoint) {
             for env in &record.commit.events {
-                changes.apply(&self.store, record.position, env)?;
+                changes.apply(&store, record.position, env)?;
             }
             last = record.position;
         }
         if last == checkpoint {
             return Ok(None);
         }
-        self.store.commit(&changes, last)?;
+        store.commit(&changes, last)?;
         self.applied.send_replace(last);
         let applied = Applied {
             position: last,
@@ -114,7 +137,7 @@ impl Projector {
     /// the checkpoint after each batch; returns the final checkpoint.
     pub async fn catch_up_to(&self, until: u64, mut progress: impl FnMut(u64)) -> Result<u64, ProjectorError> {
         loop {
-            let from = self.store.checkpoint()? + 1;
+            let from = self.store().checkpoint()? + 1;
             if from > until {
                 return Ok(from - 1);
             }
@@ -124,7 +147,7 @@ impl Projector {
                 return Ok(from - 1);
             }
             self.apply(&records)?;
-            progress(self.store.checkpoint()?);
+            progress(self.store().checkpoint()?);
         }
     }
 
@@ -133,7 +156,7 @@ impl Projector {
         tokio::pin!(shutdown);
         let mut backoff = Duration::from_millis(100);
         loop {
-            let from = match self.store.checkpoint() {
+            let from = match self.store().checkpoint() {
                 Ok(c) => c + 1,
                 Err(error) => {
                     tracing::error!(%error, "projector cannot read its checkpoint; stopping");
@@ -144,7 +167,7 @@ impl Projector {
             loop {
                 let batch = tokio::select! {
                     _ = &mut shutdown => {
-                        let _ = self.store.flush().await;
+                        let _ = self.store().flush().await;
                         return;
                     }
                     batch = tail.next() => batch,

@@ -9,12 +9,19 @@ use rectify_domain::AggregateId;
 use std::path::Path;
 
 const CHECKPOINT: &[u8] = b"m:checkpoint";
+const SCHEMA: &[u8] = b"m:schema";
+
+/// The version of the views' layout and meaning. Bump it whenever a fold or a key changes: a projector
+/// that finds another version rebuilds its views from the log (beside the old ones) before using them.
+pub const VIEW_SCHEMA: u32 = 1;
 
 /// A failure of the view store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("view store: {0}")]
     Sled(#[from] sled::Error),
+    #[error("view store: {0}")]
+    Io(#[from] std::io::Error),
     #[error("view store holds an undecodable value at {key}: {reason}")]
     Corrupt { key: String, reason: String },
 }
@@ -45,6 +52,17 @@ impl ViewStore {
         let db = sled::Config::new().path(dir).open()?;
         let tree = db.open_tree("views")?;
         Ok(ViewStore { db, tree })
+    }
+
+    /// Records that these views follow the current [`VIEW_SCHEMA`] (done when a generation is created).
+    pub fn stamp_schema(&self) -> Result<(), StoreError> {
+        self.tree.insert(SCHEMA, &VIEW_SCHEMA.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Whether these views were built by the current [`VIEW_SCHEMA`].
+    pub fn schema_is_current(&self) -> Result<bool, StoreError> {
+        Ok(self.tree.get(SCHEMA)?.is_some_and(|v| v.as_ref() == VIEW_SCHEMA.to_be_bytes()))
     }
 
     /// The last log position included in the views (0 when empty).
@@ -145,7 +163,7 @@ impl ViewStore {
         let mut out = Vec::new();
         for item in self.tree.iter() {
             let (k, v) = item?;
-            if k.as_ref() != CHECKPOINT {
+            if k.as_ref() != CHECKPOINT && k.as_ref() != SCHEMA {
                 out.push((String::from_utf8_lossy(&k).into_owned(), decode(&k, &v)?));
             }
         }

@@ -70,7 +70,7 @@ fn random_command(rng: &mut StdRng, at: DateTime<Utc>, state: &rectify_domain::S
 }
 
 /// Appends `n` random commands (reports, inspections and actions on earlier problems) to `log`.
-async fn random_history(log: &EmbeddedLog, seed: u64, n: usize) -> usize {
+async fn random_history(log: &dyn EventLog, seed: u64, n: usize) -> usize {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut problems: Vec<AggregateId> = Vec::new();
     let mut states: HashMap<AggregateId, (rectify_domain::State, u64)> = HashMap::new();
@@ -145,11 +145,9 @@ fn counters(store: &ViewStore) -> Vec<(String, Counters)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    let live = ViewStore::open(&dir.path().join("live")).unwrap();
+/// Folds a random history live (while it is written) and from scratch, and compares.
+async fn live_equals_rebuild(log: Arc<dyn EventLog>, dir: &std::path::Path) {
+    let live = ViewStore::open(&dir.join("live")).unwrap();
     let (projector, handle) = Projector::new(log.clone(), live.clone()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(projector.run(async move {
@@ -157,14 +155,14 @@ async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
     }));
 
     // The projector folds while the history is being written, in whatever batches it happens to see.
-    let appended = random_history(&log, 7, 4000).await;
+    let appended = random_history(&*log, 7, 4000).await;
     assert!(appended > 1500, "the mix should mostly be accepted commands, got {appended}");
     let head = log.head().await.unwrap();
-    assert!(handle.wait_for(head, std::time::Duration::from_secs(30)).await, "live views did not catch up");
+    assert!(handle.wait_for(head, std::time::Duration::from_secs(60)).await, "live views did not catch up");
     let _ = stop.send(());
     running.await.unwrap();
 
-    let rebuilt = ViewStore::open(&dir.path().join("rebuilt")).unwrap();
+    let rebuilt = ViewStore::open(&dir.join("rebuilt")).unwrap();
     let (fresh, _) = Projector::new(log.clone(), rebuilt.clone()).unwrap();
     assert_eq!(fresh.catch_up().await.unwrap(), head);
     assert_eq!(live.checkpoint().unwrap(), rebuilt.checkpoint().unwrap());
@@ -173,7 +171,6 @@ async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x, y, "live and rebuilt views differ");
     }
-
     let all = counters(&live);
     // The mix exercised the interesting paths, so the comparison above compared something.
     let province = &all.iter().find(|(k, _)| k == "c:520000|*").expect("province counters").1;
@@ -199,11 +196,27 @@ async fn live_views_equal_a_rebuild_and_keep_their_invariants() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_views_equal_a_rebuild_on_the_embedded_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
+    live_equals_rebuild(log, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_views_equal_a_rebuild_on_jetstream() {
+    let nats = rectify_tests::NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = rectify_eventlog::JetStreamConfig { url: nats.url(), ..Default::default() };
+    let log = Arc::new(rectify_eventlog::JetStreamLog::connect(config).await.unwrap());
+    live_equals_rebuild(log, dir.path()).await;
+}
+
 #[tokio::test]
 async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(EmbeddedLog::open(&dir.path().join("log")).unwrap());
-    random_history(&log, 11, 1500).await;
+    random_history(&*log, 11, 1500).await;
     let store = ViewStore::open(&dir.path().join("views")).unwrap();
     let (projector, _) = Projector::new(log, store.clone()).unwrap();
     projector.catch_up().await.unwrap();
