@@ -1,8 +1,11 @@
-//! A JSON body extractor whose rejections are problem+json naming the offending field.
+//! Extractors whose rejections are problem+json naming the offending field: JSON bodies, query strings and
+//! path parameters (axum's own answer with a plain-text 400).
 
 use crate::error::ApiError;
-use axum::extract::{FromRequest, Request};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header;
+use axum::http::request::Parts;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
@@ -82,4 +85,46 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ApiError::bad_request(None, format!("the body is not valid JSON: {detail}"))
     })?;
     Ok(value)
+}
+
+/// Like `axum::extract::Query`, but a bad parameter is a 422 naming it.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri).map(|Query(q)| Params(q)).map_err(|e| {
+            // axum says "Failed to deserialize query string: <parameter>: <reason>".
+            let text = e.body_text();
+            let message = text.split_once(": ").map_or(text.as_str(), |(_, m)| m);
+            match message.split_once(": ") {
+                Some((field, reason))
+                    if !field.is_empty() && field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+                {
+                    ApiError::invalid(field, format!("`{field}`: {reason}"))
+                }
+                _ => ApiError::Invalid {
+                    status: axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    field: None,
+                    detail: message.to_owned(),
+                },
+            }
+        })
+    }
+}
+
+/// The one path parameter of a route; one that does not decode (`%FF`) names nothing there is: 404.
+pub struct PathParam(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathParam {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(p)) => Ok(PathParam(p)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => Err(ApiError::NotFound(e.body_text())),
+            Err(e) => Err(ApiError::Internal(anyhow::anyhow!("{}", e.body_text()))),
+        }
+    }
 }

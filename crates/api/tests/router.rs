@@ -12,3 +12,9 @@ mod matrix;
 
 #[path = "router/headers.rs"]
 mod headers;
+
+#[path = "router/auth.rs"]
+mod auth;
+
+#[path = "router/ledger.rs"]
+mod ledger;

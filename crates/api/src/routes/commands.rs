@@ -6,10 +6,10 @@
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem};
-use crate::json::JsonBody;
+use crate::json::{JsonBody, PathParam};
 use crate::pipeline::Accepted;
 use crate::state::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -270,7 +270,7 @@ macro_rules! action {
                    ("Idempotency-Key" = Option<String>, Header, description = "Command id; a repeat returns the first answer")),
             responses((status = 200, body = CommandAnswer), (status = "4XX", body = Problem, content_type = "application/problem+json")),
             security(("bearer" = [])))]
-        pub async fn $handler(State(state): State<AppState>, Auth(actor): Auth, Path(id): Path<String>, headers: HeaderMap, JsonBody($b): JsonBody<$body>) -> Result<Response, ApiError> {
+        pub async fn $handler(State(state): State<AppState>, Auth(actor): Auth, PathParam(id): PathParam, headers: HeaderMap, JsonBody($b): JsonBody<$body>) -> Result<Response, ApiError> {
             let id = problem_id(&id)?;
             let occurred_at = $b.occurred_at;
             let command: Result<Command, ApiError> = $command;

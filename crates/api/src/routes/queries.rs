@@ -3,9 +3,10 @@
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem as ProblemJson};
+use crate::json::{Params, PathParam};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -142,8 +143,8 @@ pub struct ProblemQuery {
 pub async fn problem(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(raw): Path<String>,
-    Query(q): Query<ProblemQuery>,
+    PathParam(raw): PathParam,
+    Params(q): Params<ProblemQuery>,
 ) -> Result<Response, ApiError> {
     let (id, records) = readable(&state, &actor, &raw).await?;
     let events = records.iter().flat_map(|r| &r.commit.events).filter(|e| q.as_of.is_none_or(|t| e.occurred_at <= t));
@@ -172,7 +173,7 @@ pub struct HistoryEntry {
 pub async fn history(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(raw): Path<String>,
+    PathParam(raw): PathParam,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let (_, records) = readable(&state, &actor, &raw).await?;
     Ok(Json(records.into_iter().map(|r| HistoryEntry { position: r.position, events: r.commit.events }).collect()))
@@ -256,7 +257,7 @@ fn wire_name<T: Serialize>(value: &T) -> String {
 pub async fn ledger(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<LedgerQuery>,
+    Params(q): Params<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let region = region_param(&state, q.region.as_deref())?;
     authorize(&actor, Action::ReadProblems, Target { region, grid: q.grid.as_deref(), responsible: None }).or_else(
@@ -348,7 +349,7 @@ pub struct RegionView {
 pub async fn region(
     State(state): State<AppState>,
     Auth(_actor): Auth,
-    Path(code): Path<String>,
+    PathParam(code): PathParam,
 ) -> Result<Json<RegionView>, ApiError> {
     let r = RegionCode::parse(&code)
         .and_then(|c| state.regions.region(c))

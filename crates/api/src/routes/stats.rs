@@ -5,10 +5,11 @@
 
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem as ProblemJson};
+use crate::json::Params;
 use crate::routes::queries::{region_param, wait};
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use rectify_domain::permissions::{Action, Target, authorize};
 use rectify_domain::region::Level;
@@ -137,7 +138,7 @@ async fn fold_as_of(state: &AppState, as_of: DateTime<Utc>) -> Result<(Changes, 
 pub async fn summary(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
+    Params(q): Params<StatsQuery>,
 ) -> Result<Json<Summary>, ApiError> {
     let region = readable_region(&state, &actor, q.region.as_deref())?;
     let key = CounterKey::region(region).with_sector(q.sector);
@@ -177,7 +178,7 @@ pub struct Breakdown<T: ToSchema> {
 pub async fn regions(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
+    Params(q): Params<StatsQuery>,
 ) -> Result<Json<Breakdown<Summary>>, ApiError> {
     let region = readable_region(&state, &actor, q.region.as_deref())?;
     wait(&state, q.wait_for).await?;
@@ -209,7 +210,7 @@ pub struct SectorFigures {
 pub async fn sectors(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
+    Params(q): Params<StatsQuery>,
 ) -> Result<Json<Breakdown<SectorFigures>>, ApiError> {
     let region = readable_region(&state, &actor, q.region.as_deref())?;
     wait(&state, q.wait_for).await?;
@@ -248,7 +249,7 @@ pub struct Enforcement {
 pub async fn enforcement(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
+    Params(q): Params<StatsQuery>,
 ) -> Result<Json<Enforcement>, ApiError> {
     let region = readable_region(&state, &actor, q.region.as_deref())?;
     wait(&state, q.wait_for).await?;
@@ -292,7 +293,7 @@ pub struct GridWorkload {
 pub async fn grids(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
+    Params(q): Params<StatsQuery>,
 ) -> Result<Json<Breakdown<GridWorkload>>, ApiError> {
     let region = readable_region(&state, &actor, q.region.as_deref())?;
     if region.level() != Level::County {
@@ -335,7 +336,7 @@ pub struct MonthFigures {
 pub async fn trend(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<StatsQuery>,
+    Params(q): Params<StatsQuery>,
 ) -> Result<Json<Breakdown<MonthFigures>>, ApiError> {
     let region = readable_region(&state, &actor, q.region.as_deref())?;
     wait(&state, q.wait_for).await?;

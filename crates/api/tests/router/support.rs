@@ -155,16 +155,6 @@ pub fn post_json(path: &str, token: &str, body: &Value) -> Request<Body> {
         .expect("a valid request")
 }
 
-/// A request with a bearer token and raw body bytes under `content_type`.
-pub fn post_raw(path: &str, token: &str, content_type: Option<&str>, body: impl Into<Body>) -> Request<Body> {
-    let mut b =
-        Request::builder().method(Method::POST).uri(path).header(header::AUTHORIZATION, format!("Bearer {token}"));
-    if let Some(ct) = content_type {
-        b = b.header(header::CONTENT_TYPE, ct);
-    }
-    b.body(body.into()).expect("a valid request")
-}
-
 /// A GET with a bearer token.
 pub fn get(path: &str, token: &str) -> Request<Body> {
     Request::builder()
