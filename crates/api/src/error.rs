@@ -18,6 +18,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
     /// The body or a parameter is malformed (400) or well-formed but invalid (422); `field` names it.
     #[error("{detail}")]
     Invalid { status: StatusCode, field: Option<String>, detail: String },
@@ -51,6 +53,7 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed"),
             ApiError::Invalid { status, .. } if *status == StatusCode::BAD_REQUEST => {
                 (*status, "malformed-request", "Malformed request")
             }

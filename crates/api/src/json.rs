@@ -56,8 +56,11 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        // serde reports a missing field at its parent; name the field itself.
-        let missing = message.strip_prefix("missing field `").and_then(|m| m.split('`').next());
+        // serde reports a missing (or repeated) field at its parent; name the field itself.
+        let missing = ["missing field `", "duplicate field `"]
+            .iter()
+            .find_map(|prefix| message.strip_prefix(prefix))
+            .and_then(|m| m.split('`').next());
         let field = match (missing, path.as_str()) {
             (Some(m), "." | "") => m.to_owned(),
             (Some(m), p) => format!("{p}.{m}"),

@@ -63,6 +63,11 @@ async fn not_found() -> crate::error::ApiError {
     crate::error::ApiError::NotFound("no such route".into())
 }
 
+/// A known route asked with another method (axum still adds the `Allow` header).
+async fn method_not_allowed() -> crate::error::ApiError {
+    crate::error::ApiError::MethodNotAllowed
+}
+
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
     use commands::*;
@@ -97,6 +102,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(crate::json::MAX_BODY))
         .with_state(state)
 }

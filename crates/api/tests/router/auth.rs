@@ -106,6 +106,11 @@ async fn every_api_route_needs_a_valid_token() {
         }
     }
     assert_eq!(app.head().await, head, "an unauthenticated request appended");
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["bearer", "BEARER"] {
+        let reply = app.send(request("get", "/api/v1/stats/summary", Some(format!("{scheme} {valid}").as_bytes()), &Value::Null)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{scheme}: {}", reply.text());
+    }
     // The same token, well-formed, is accepted.
     let reply = app.post(&command_path("acceptance", &problem.id), &valid, &action_body("acceptance")).await;
     assert_eq!(reply.position(), head + 1);
@@ -122,6 +127,13 @@ async fn operational_endpoints_need_no_token() {
     let doc = app.send(Request::get("/openapi.json").body(Body::empty()).unwrap()).await.json();
     assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')), "{doc}");
     assert_eq!(app.send(Request::get("/healthz").body(Body::empty()).unwrap()).await.text(), "ok");
+    // A known route with the wrong method is a problem+json 405 that still says what is allowed.
+    for (method, path) in [("GET", "/api/v1/inspections"), ("DELETE", "/api/v1/problems"), ("PUT", "/healthz")] {
+        let request = Request::builder().method(method).uri(path).body(Body::empty()).unwrap();
+        let reply = app.send(request).await;
+        reply.problem(StatusCode::METHOD_NOT_ALLOWED);
+        assert!(reply.headers.contains_key(header::ALLOW), "{method} {path}: {:?}", reply.headers);
+    }
     // An unknown route is a problem+json 404, with or without a token.
     app.send(Request::get("/api/v1/nothing-here").body(Body::empty()).unwrap()).await.problem(StatusCode::NOT_FOUND);
     app.get("/api/v2/problems", &app.admin).await.problem(StatusCode::NOT_FOUND);

@@ -146,6 +146,17 @@ fn common_cases(endpoint: &str) -> Vec<Case> {
             Field::Absent,
         ),
         Case::json("an array instead of an object", &json!([valid.clone()]), unprocessable, Field::Absent),
+        Case::raw(
+            "a field given twice",
+            {
+                let (name, value) = valid.as_object().unwrap().iter().next().unwrap();
+                let mut bytes = format!("{{\"{name}\":{value},").into_bytes();
+                bytes.extend_from_slice(&valid_bytes[1..]);
+                bytes
+            },
+            unprocessable,
+            named(valid.as_object().unwrap().keys().next().unwrap()),
+        ),
         Case::json("null instead of an object", &Value::Null, unprocessable, Field::Absent),
         Case::json("a string instead of an object", &json!("void"), unprocessable, Field::Absent),
         Case::json(
