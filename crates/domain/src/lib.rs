@@ -4,6 +4,7 @@
 //! Nothing here does I/O or knows an async runtime: time, ids and the actor arrive with the command.
 
 pub mod actor;
+pub mod audit;
 pub mod command;
 pub mod envelope;
 pub mod error;
