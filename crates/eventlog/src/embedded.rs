@@ -11,6 +11,8 @@
 //! | `h` + stream id                          | position (BE) ++ version   | the stream's head          |
 //! | `m` + command id                         | position (BE) ++ version   | idempotency                |
 //!
+//! The audit store (seals, bulletins) is a second tree in the same database; see [`audit`].
+//!
 //! Big-endian positions make key order log order. `/` cannot occur in a stream id, so the index prefix of
 //! one stream never covers another's (`P520102-a/` is not a prefix of `P520102-ab/…`). The log head is the
 //! last `c` key, found once at open; positions start at 1 and have no gaps.
@@ -26,9 +28,12 @@
 //! Readers never see past the published (flushed) head: a projector cannot act on a commit that a crash
 //! could still take back.
 
-use crate::{AppendError, Appended, EventLog, ReadError, Record};
+mod audit;
+
+use crate::{AppendError, Appended, AuditEntry, EventLog, ReadError, Record};
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
+use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -154,6 +159,7 @@ pub struct EmbeddedLog {
 
 struct Inner {
     tree: sled::Tree,
+    audit: audit::AuditTree,
     /// Kept so that the database lives exactly as long as the last handle or tail.
     _db: sled::Db,
     requests: mpsc::Sender<Request>,
@@ -175,6 +181,7 @@ impl EmbeddedLog {
         let storage = |source| OpenError::Storage { path: dir.to_owned(), source };
         let db = sled::Config::new().path(dir).open().map_err(storage)?;
         let tree = db.open_tree(TREE).map_err(storage)?;
+        let audit = audit::AuditTree::open(&db).map_err(storage)?;
         let head = match tree.scan_prefix([key::COMMIT]).keys().next_back() {
             None => 0,
             Some(k) => {
@@ -190,7 +197,7 @@ impl EmbeddedLog {
         let writer = Writer { tree: tree.clone(), next: head + 1, head: head_tx, unflushed: false };
         tokio::spawn(writer.run(queue));
         tracing::debug!(path = %dir.display(), head, "opened the embedded event log");
-        Ok(EmbeddedLog { inner: Arc::new(Inner { tree, _db: db, requests, head: head_rx }) })
+        Ok(EmbeddedLog { inner: Arc::new(Inner { tree, audit, _db: db, requests, head: head_rx }) })
     }
 
     /// Stops the writer once every append queued before this call is answered, and waits for it.
@@ -332,6 +339,18 @@ impl EventLog for EmbeddedLog {
         })?;
         // Written but not yet flushed: not an answer anyone has been given.
         Ok((mark.position <= self.published_head()).then_some(mark.answer(true)))
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError> {
+        self.append_audit_record(record).await
+    }
+
+    async fn read_audit(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError> {
+        self.read_audit_records(from, max)
+    }
+
+    async fn audit_head(&self) -> Result<u64, ReadError> {
+        Ok(self.audit_published())
     }
 }
 

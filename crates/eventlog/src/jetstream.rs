@@ -15,10 +15,13 @@
 //!   time; the client keeps reconnecting by itself, so calls succeed again once it is back, and the tail
 //!   reopens its consumer after every reconnection.
 //! - `find_command` knows only the commands this process appended: JetStream has no index by message id.
+//! - The audit store (seals, bulletins) is a second stream, `RECTIFY_AUDIT`; see [`audit`].
 //! - Servers: replicas > 1 is refused before nats-server 2.9.21 (issue #4320); before 2.10 a warning says
 //!   that files are fsynced only every 2 minutes.
 
-use crate::{AppendError, Appended, EventLog, ReadError, Record};
+mod audit;
+
+use crate::{AppendError, Appended, AuditEntry, EventLog, ReadError, Record};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::message::PublishMessage;
@@ -29,6 +32,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Future, StreamExt};
+use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};
 use std::collections::{HashMap, VecDeque};
 use std::error::Error as StdError;
@@ -51,6 +55,10 @@ pub struct JetStreamConfig {
     pub replicas: usize,
     /// Bound on every call: a server that does not answer within it is `Unavailable`.
     pub timeout: Duration,
+    /// The audit store's stream (seals, bulletins).
+    pub audit_stream: String,
+    /// The audit stream holds `<audit prefix>.>`.
+    pub audit_subject_prefix: String,
 }
 
 impl Default for JetStreamConfig {
@@ -61,6 +69,8 @@ impl Default for JetStreamConfig {
             subject_prefix: "rectify.events".into(),
             replicas: 1,
             timeout: Duration::from_secs(3),
+            audit_stream: "RECTIFY_AUDIT".into(),
+            audit_subject_prefix: "rectify.audit".into(),
         }
     }
 }
@@ -100,6 +110,8 @@ struct Inner {
     client: async_nats::Client,
     context: jetstream::Context,
     stream: Stream,
+    /// The audit store's stream.
+    audit: Stream,
     config: JetStreamConfig,
     /// Unique per process (from the client's NUID), so consumer names never collide across processes.
     consumer_prefix: String,
@@ -184,6 +196,8 @@ impl JetStreamLog {
             });
         }
 
+        let audit = audit::ensure_stream(&context, &config).await?;
+
         let inbox = client.new_inbox();
         let consumer_prefix = format!("rectify_{}", inbox.rsplit('.').next().unwrap_or("x"));
         Ok(JetStreamLog {
@@ -191,6 +205,7 @@ impl JetStreamLog {
                 client,
                 context,
                 stream,
+                audit,
                 config,
                 consumer_prefix,
                 consumer_serial: AtomicU64::new(0),
@@ -627,6 +642,18 @@ impl EventLog for JetStreamLog {
             Some((item, tail))
         })
         .boxed()
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError> {
+        self.inner.append_audit(record).await
+    }
+
+    async fn read_audit(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError> {
+        self.inner.read_audit(from, max).await
+    }
+
+    async fn audit_head(&self) -> Result<u64, ReadError> {
+        self.inner.audit_head().await
     }
 
     /// Only commands appended (or found duplicate) by this process are remembered, up to 65,536 of them:

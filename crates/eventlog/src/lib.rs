@@ -13,6 +13,7 @@ pub use jetstream::{JetStreamConfig, JetStreamError, JetStreamLog};
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};
 
 /// The NATS subject that view changes are announced on.
@@ -23,6 +24,14 @@ pub const VIEWS_CHANGED: &str = "rectify.views.changed";
 pub struct Record {
     pub position: u64,
     pub commit: Commit,
+}
+
+/// One record of the audit store with its position there; a record that does not decode is kept as the
+/// reason, so a verifier can report it and go on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub position: u64,
+    pub record: Result<AuditRecord, String>,
 }
 
 /// The answer to an append: where the commit landed and the stream version after it.
@@ -85,6 +94,17 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The answer of an earlier append of `command_id`, if the log still remembers it.
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError>;
+
+    /// Appends `record` to the audit store: a second append-only log beside the events (seals, bulletins),
+    /// as undeletable as the first, with positions of its own (1, 2, …) so that event positions stay dense
+    /// and equal to Merkle leaf numbers. Durable when it returns `Ok`; returns the record's position.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError>;
+
+    /// Up to `max` audit records with position ≥ `from`, in order (empty past the end).
+    async fn read_audit(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError>;
+
+    /// The position of the last audit record (0 when there is none).
+    async fn audit_head(&self) -> Result<u64, ReadError>;
 
     /// Tells listeners outside the process that the views changed (`payload` is JSON). The JetStream backend
     /// publishes it on core NATS subject [`VIEWS_CHANGED`] for external dashboards; by default nobody is told.

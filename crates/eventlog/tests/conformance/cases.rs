@@ -367,3 +367,60 @@ pub async fn writers_on_distinct_streams_all_succeed(log: Log) {
     }
     assert_eq!(positions.len(), WRITERS);
 }
+
+/// A seal over `records`, signed by a fixed test key.
+fn seal_of(records: &[Record]) -> rectify_domain::audit::AuditRecord {
+    use rectify_domain::audit::{AuditRecord, Seal, SealEntry, SigningKey};
+    let entries = records.iter().map(|r| SealEntry::of(r.position, &r.commit)).collect();
+    AuditRecord::Seal(Seal::sign(&SigningKey::from_bytes(&[5; 32]), chrono::Utc::now(), entries))
+}
+
+/// Audit records come back unchanged, in order, at consecutive positions after the audit head, and the
+/// event log's positions do not move because of them.
+pub async fn audit_records_round_trip_beside_the_log(log: Log) {
+    let before = within("audit_head", log.audit_head()).await.expect("audit_head");
+    let mut p = Problem::new();
+    let first = p.append_next(&*log).await;
+    let records = [seal_of(std::slice::from_ref(&first)), seal_of(&[first.clone(), first.clone()])];
+    let mut positions = Vec::new();
+    for r in &records {
+        positions.push(within("append_audit", log.append_audit(r)).await.expect("append_audit"));
+    }
+    assert!(positions[0] > before, "audit records land after the audit head");
+    let second = p.append_next(&*log).await;
+    assert!(second.position > first.position, "event positions are the log's own");
+
+    let read = within("read_audit", log.read_audit(positions[0], usize::MAX)).await.expect("read_audit");
+    let ours: Vec<_> = read.iter().filter(|e| positions.contains(&e.position)).collect();
+    assert_eq!(ours.len(), 2);
+    for (entry, record) in ours.iter().zip(&records) {
+        assert_eq!(entry.record.as_ref(), Ok(record));
+    }
+    for pair in read.windows(2) {
+        assert_eq!(pair[1].position, pair[0].position + 1, "audit positions are consecutive");
+    }
+    assert!(within("audit_head", log.audit_head()).await.unwrap() >= positions[1]);
+    let one = within("read_audit", log.read_audit(positions[0], 1)).await.unwrap();
+    assert_eq!(one.len(), 1, "max is respected");
+    let far = within("read_audit", log.read_audit(positions[1] + 1_000_000, 10)).await.unwrap();
+    assert_eq!(far, [], "reading past the end is empty");
+}
+
+/// Concurrent audit appends all land, each at its own position.
+pub async fn concurrent_audit_appends_get_distinct_positions(log: Log) {
+    let mut p = Problem::new();
+    let record = p.append_next(&*log).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let log = log.clone();
+            let mut records = vec![record.clone()];
+            records.extend(std::iter::repeat_n(record.clone(), i));
+            let seal = seal_of(&records);
+            tokio::spawn(async move { within("append_audit", log.append_audit(&seal)).await.expect("append_audit") })
+        })
+        .collect();
+    let mut positions = HashSet::new();
+    for t in tasks {
+        assert!(positions.insert(t.await.unwrap()), "two audit records at one position");
+    }
+}
