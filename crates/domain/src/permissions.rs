@@ -31,11 +31,15 @@ pub enum Action {
     ReadStats,
     /// Audit material: the whole log, proofs, exports.
     ReadAudit,
+    /// Published audit material: signed checkpoints, bulletins, the public keys.
+    ReadCheckpoints,
+    /// Freeze a region's statistics in a dispatch bulletin (定期调度).
+    IssueBulletin,
 }
 
 impl Action {
     /// Every action, in matrix order.
-    pub const ALL: [Action; 17] = [
+    pub const ALL: [Action; 19] = [
         Action::RecordInspection,
         Action::ReportProblem,
         Action::SetDeadline,
@@ -53,6 +57,8 @@ impl Action {
         Action::ReadProblems,
         Action::ReadStats,
         Action::ReadAudit,
+        Action::ReadCheckpoints,
+        Action::IssueBulletin,
     ];
 
     /// The action a command needs.
@@ -80,16 +86,17 @@ impl Action {
 pub fn may(role: Role, action: Action) -> bool {
     use Action::*;
     match role {
-        Role::GridOfficer => {
-            matches!(action, RecordInspection | ReportProblem | ReportProgress | Submit | ReadProblems | ReadStats)
-        }
+        Role::GridOfficer => matches!(
+            action,
+            RecordInspection | ReportProblem | ReportProgress | Submit | ReadProblems | ReadStats | ReadCheckpoints
+        ),
         Role::ResponsibleEntity => {
-            matches!(action, ReportProgress | RequestExtension | Submit | ReadProblems | ReadStats)
+            matches!(action, ReportProgress | RequestExtension | Submit | ReadProblems | ReadStats | ReadCheckpoints)
         }
         Role::CountyBureau => !matches!(action, MarkOverdue | Supervise | ReadAudit),
         Role::CityBureau | Role::Province => !matches!(action, MarkOverdue | ReadAudit),
-        Role::Inspector => matches!(action, ReadProblems | ReadStats | ReadAudit),
-        Role::Public => matches!(action, ReadStats),
+        Role::Inspector => matches!(action, ReadProblems | ReadStats | ReadAudit | ReadCheckpoints),
+        Role::Public => matches!(action, ReadStats | ReadCheckpoints),
         Role::System => matches!(action, MarkOverdue),
     }
 }
@@ -109,8 +116,8 @@ pub fn authorize(actor: &Actor, action: Action, target: Target<'_>) -> Result<()
         return Err(DomainError::Forbidden(format!("role {} may not {action:?}", actor.role)));
     }
     let reaches = match actor.role {
-        // Aggregates are published; the inspector and the system see everything.
-        _ if action == Action::ReadStats => true,
+        // Aggregates, checkpoints and bulletins are published; the inspector and the system see everything.
+        _ if matches!(action, Action::ReadStats | Action::ReadCheckpoints) => true,
         Role::Inspector | Role::System => true,
         Role::ResponsibleEntity => target.responsible == Some(actor.id.as_str()),
         Role::GridOfficer => {
@@ -133,15 +140,15 @@ mod tests {
 
     /// The whole matrix, written out: one row per role, `x` where allowed, in `Action::ALL` order.
     const MATRIX: [(Role, &str); 8] = [
-        //                      RI RP SD As Pr RE DE Su DA Ro Vo MO Sp En rP rS rA
-        (Role::GridOfficer, "   x  x  .  .  x  .  .  x  .  .  .  .  .  .  x  x  ."),
-        (Role::ResponsibleEntity, ".  .  .  .  x  x  .  x  .  .  .  .  .  .  x  x  ."),
-        (Role::CountyBureau, "  x  x  x  x  x  x  x  x  x  x  x  .  .  x  x  x  ."),
-        (Role::CityBureau, "    x  x  x  x  x  x  x  x  x  x  x  .  x  x  x  x  ."),
-        (Role::Province, "      x  x  x  x  x  x  x  x  x  x  x  .  x  x  x  x  ."),
-        (Role::Inspector, "     .  .  .  .  .  .  .  .  .  .  .  .  .  .  x  x  x"),
-        (Role::Public, "        .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  x  ."),
-        (Role::System, "        .  .  .  .  .  .  .  .  .  .  .  x  .  .  .  .  ."),
+        //                      RI RP SD As Pr RE DE Su DA Ro Vo MO Sp En rP rS rA rC IB
+        (Role::GridOfficer, "   x  x  .  .  x  .  .  x  .  .  .  .  .  .  x  x  .  x  ."),
+        (Role::ResponsibleEntity, ".  .  .  .  x  x  .  x  .  .  .  .  .  .  x  x  .  x  ."),
+        (Role::CountyBureau, "  x  x  x  x  x  x  x  x  x  x  x  .  .  x  x  x  .  x  x"),
+        (Role::CityBureau, "    x  x  x  x  x  x  x  x  x  x  x  .  x  x  x  x  .  x  x"),
+        (Role::Province, "      x  x  x  x  x  x  x  x  x  x  x  .  x  x  x  x  .  x  x"),
+        (Role::Inspector, "     .  .  .  .  .  .  .  .  .  .  .  .  .  .  x  x  x  x  ."),
+        (Role::Public, "        .  .  .  .  .  .  .  .  .  .  .  .  .  .  .  x  .  x  ."),
+        (Role::System, "        .  .  .  .  .  .  .  .  .  .  .  x  .  .  .  .  .  .  ."),
     ];
 
     #[test]
@@ -175,6 +182,16 @@ mod tests {
     }
 
     #[test]
+    fn bulletins_are_issued_by_bureaus_for_their_region_only() {
+        let t = |r| Target { region: RegionCode::parse(r).unwrap(), grid: None, responsible: None };
+        assert!(authorize(&actor(Role::CountyBureau, "520102", None), IssueBulletin, t("520102")).is_ok());
+        assert!(authorize(&actor(Role::CountyBureau, "520102", None), IssueBulletin, t("520100")).is_err());
+        assert!(authorize(&actor(Role::CityBureau, "520100", None), IssueBulletin, t("520100")).is_ok());
+        assert!(authorize(&actor(Role::Province, "520000", None), IssueBulletin, t("520000")).is_ok());
+        assert!(authorize(&actor(Role::Inspector, "520000", None), IssueBulletin, t("520000")).is_err());
+    }
+
+    #[test]
     fn grid_officers_write_in_their_own_grid_only() {
         let officer = actor(Role::GridOfficer, "520102", Some("520102-G01"));
         assert!(authorize(&officer, ReportProblem, target("520102", "520102-G01")).is_ok());
@@ -200,17 +217,19 @@ mod tests {
         let t = target("520102", "520102-G01");
         assert!(authorize(&inspector, ReadProblems, t).is_ok());
         assert!(authorize(&inspector, ReadAudit, t).is_ok());
-        for action in Action::ALL.into_iter().filter(|a| !matches!(a, ReadProblems | ReadStats | ReadAudit)) {
+        let reads = |a: &Action| matches!(a, ReadProblems | ReadStats | ReadAudit | ReadCheckpoints);
+        for action in Action::ALL.into_iter().filter(|a| !reads(a)) {
             assert!(authorize(&inspector, action, t).is_err(), "{action:?}");
         }
     }
 
     #[test]
-    fn public_reads_aggregates_only() {
+    fn public_reads_aggregates_checkpoints_and_bulletins_only() {
         let public = actor(Role::Public, "520000", None);
         let t = target("520102", "520102-G01");
         assert!(authorize(&public, ReadStats, t).is_ok());
-        for action in Action::ALL.into_iter().filter(|a| *a != ReadStats) {
+        assert!(authorize(&public, ReadCheckpoints, t).is_ok());
+        for action in Action::ALL.into_iter().filter(|a| !matches!(a, ReadStats | ReadCheckpoints)) {
             assert!(authorize(&public, action, t).is_err(), "{action:?}");
         }
     }
