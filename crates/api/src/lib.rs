@@ -1,6 +1,7 @@
 //! The HTTP API and the processes of the `rectify` binary: `run` serves the API with its projector and
 //! deadline watcher; the rest are the building blocks the subcommands share.
 
+pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod json;

@@ -50,6 +50,11 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
+    /// Audit for inspectors: verify the log, export, check an export, rotate the signing key.
+    Audit {
+        #[command(subcommand)]
+        command: rectify_api::audit::cli::AuditCmd,
+    },
     /// Manages bearer tokens.
     Token {
         #[command(subcommand)]
@@ -156,6 +161,12 @@ async fn main() -> anyhow::Result<()> {
                     println!("views match a rebuild at position {} ({} entries)", outcome.position, outcome.entries)
                 }
                 None => println!("views rebuilt to position {} ({} entries)", outcome.position, outcome.entries),
+            }
+            Ok(())
+        }
+        Cmd::Audit { command } => {
+            if !rectify_api::audit::cli::run(command).await? {
+                std::process::exit(1);
             }
             Ok(())
         }

@@ -101,6 +101,7 @@ pub struct Service {
     pub state: AppState,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    sealer_task: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -109,6 +110,8 @@ impl Service {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
         let log = open_log(settings).await?;
+        // Appends go through the sealer; seals what the last run left unsealed before anything else.
+        let (log, audit, sealer_task) = crate::audit::start(settings, log).await?;
         let generations = Generations::new(settings.data_dir.join("views"));
         let (store, generation) = generations
             .open_current()
@@ -129,6 +132,7 @@ impl Service {
             ready_at,
             sweeps: sweeps.clone(),
             wait_limit: settings.wait_limit,
+            audit: audit.clone(),
         }));
         let (stop, stop_rx) = watch::channel(false);
         let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -147,9 +151,10 @@ impl Service {
         };
         let tasks = vec![
             tokio::spawn(projector_task),
+            tokio::spawn(audit.follow(stopped(stop_rx.clone()))),
             tokio::spawn(watcher.run(settings.overdue_interval, stopped(stop_rx))),
         ];
-        Ok(Service { state, stop, tasks })
+        Ok(Service { state, stop, tasks, sealer_task })
     }
 
     /// The router over this service's state.
@@ -163,6 +168,9 @@ impl Service {
         for task in self.tasks {
             let _ = task.await;
         }
+        // After the watcher's last append: seal everything still unsealed.
+        self.state.audit.finish().await;
+        let _ = self.sealer_task.await;
     }
 }
 

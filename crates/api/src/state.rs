@@ -25,6 +25,8 @@ pub struct Inner {
     pub sweeps: Arc<std::sync::atomic::AtomicU64>,
     /// Longest a query waits for `wait_for`.
     pub wait_limit: Duration,
+    /// The writer key, the sealer and the Merkle index.
+    pub audit: Arc<crate::audit::Audit>,
 }
 
 impl std::ops::Deref for AppState {

@@ -11,7 +11,8 @@ pub mod jetstream;
 pub use embedded::EmbeddedLog;
 pub use jetstream::{JetStreamConfig, JetStreamError, JetStreamLog};
 
-use async_trait::async_trait;
+/// The attribute [`EventLog`] implementations need (re-exported so wrappers need no dependency of their own).
+pub use async_trait::async_trait;
 use futures::stream::BoxStream;
 use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};

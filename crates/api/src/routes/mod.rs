@@ -1,5 +1,6 @@
 //! The HTTP surface: `router(state)` wires every route; handlers live in `commands` and `queries`.
 
+pub mod audit;
 pub mod commands;
 pub mod metrics;
 pub mod queries;
@@ -22,6 +23,7 @@ use utoipa::OpenApi;
         commands::extension, commands::extension_decision, commands::submission, commands::acceptance,
         commands::reopen, commands::void, commands::supervision, commands::enforcement,
         queries::problem, queries::history, queries::ledger, stats::summary, stats::regions, stats::sectors, stats::enforcement, stats::grids, stats::trend, queries::region, queries::stream,
+        audit::checkpoint, audit::keys, audit::inclusion, audit::consistency, audit::seal, audit::issue, audit::bulletin,
         healthz, readyz, metrics::metrics,
     ),
     modifiers(&BearerAuth),
@@ -94,7 +96,14 @@ pub fn router(state: AppState) -> Router {
         .route("/stats/grids", get(stats::grids))
         .route("/stats/trend", get(stats::trend))
         .route("/regions/{code}", get(queries::region))
-        .route("/stream", get(queries::stream));
+        .route("/stream", get(queries::stream))
+        .route("/audit/checkpoint", get(audit::checkpoint))
+        .route("/audit/keys", get(audit::keys))
+        .route("/audit/proof/inclusion", get(audit::inclusion))
+        .route("/audit/proof/consistency", get(audit::consistency))
+        .route("/audit/seals/{position}", get(audit::seal))
+        .route("/bulletins", post(audit::issue))
+        .route("/bulletins/{id}", get(audit::bulletin));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))

@@ -164,6 +164,10 @@ pub struct HistoryEntry {
     /// The envelopes of this commit, with hashes.
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<rectify_domain::Envelope>,
+    /// The commit's Merkle leaf hash (hex), see `/api/v1/audit/proof/inclusion`.
+    pub leaf: String,
+    /// The signed seal that authenticates the commit (`null` until sealed, milliseconds after the append).
+    pub seal: Option<crate::routes::audit::SealRef>,
 }
 
 /// The full history of a problem, with envelopes and hashes.
@@ -176,7 +180,14 @@ pub async fn history(
     PathParam(raw): PathParam,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let (_, records) = readable(&state, &actor, &raw).await?;
-    Ok(Json(records.into_iter().map(|r| HistoryEntry { position: r.position, events: r.commit.events }).collect()))
+    let seals = crate::routes::audit::seal_refs(&state, records.iter().map(|r| r.position)).await?;
+    let entry = |r: rectify_eventlog::Record| HistoryEntry {
+        position: r.position,
+        leaf: hex::encode(rectify_domain::audit::signed::commit_leaf(r.position, &r.commit)),
+        seal: seals.get(&r.position).cloned(),
+        events: r.commit.events,
+    };
+    Ok(Json(records.into_iter().map(entry).collect()))
 }
 
 /// Ledger filters and paging.

@@ -1,0 +1,232 @@
+//! Audit for inspectors, the I/O side: the writer's key and trust file ([`keys`]), sealing of appended
+//! commits ([`sealer`]), the Merkle index behind checkpoints and proofs (here), dispatch bulletins
+//! ([`bulletin`]), and the `rectify audit` commands ([`verify`], [`export`]).
+//!
+//! The pure parts (tree, proofs, canonical bytes, the verification fold) are `rectify_domain::audit`.
+//!
+//! The index is in memory: one leaf hash per commit (plus its perfect subtrees, ~64 bytes per commit),
+//! rebuilt at start by tailing the log like the projector does, and a map from position to the audit
+//! record of its seal. It is derived from the log and never trusted by a verifier: proofs are checked
+//! against signed checkpoints, and `audit verify` recomputes everything.
+
+pub mod bulletin;
+pub mod cli;
+pub mod export;
+pub mod keys;
+pub mod sealer;
+pub mod verify;
+
+use crate::server::Settings;
+use crate::watcher::Clock;
+use futures::StreamExt;
+use rectify_domain::audit::merkle::Nodes;
+use rectify_domain::audit::signed::commit_leaf;
+use rectify_domain::audit::{AuditRecord, Checkpoint, Hash, MemoryTree, SigningKey, merkle};
+use rectify_eventlog::{EventLog, ReadError};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub use sealer::{Sealer, SealingLog};
+
+/// What the index knows.
+#[derive(Default)]
+struct Index {
+    tree: MemoryTree,
+    /// Position → audit position of the (first) seal covering it.
+    sealed: HashMap<u64, u64>,
+    /// Bulletin id → audit position.
+    bulletins: HashMap<String, u64>,
+    /// Audit records indexed so far.
+    audit_seen: u64,
+}
+
+/// The audit side of a running service: the writer's key, the sealer and the Merkle index.
+pub struct Audit {
+    log: Arc<dyn EventLog>,
+    key: SigningKey,
+    clock: Clock,
+    sealer: Sealer,
+    index: RwLock<Index>,
+    size: watch::Sender<u64>,
+    /// Serializes refreshes of the audit part of the index.
+    refreshing: tokio::sync::Mutex<()>,
+    trust_path: std::path::PathBuf,
+}
+
+/// Starts sealing on `log` (recovering what the last run left unsealed) and returns the log to append
+/// through, the audit state, and the sealer's task (to await after [`Audit::finish`]).
+pub async fn start(
+    settings: &Settings,
+    log: Arc<dyn EventLog>,
+) -> anyhow::Result<(Arc<dyn EventLog>, Arc<Audit>, tokio::task::JoinHandle<()>)> {
+    let (sealer, key, task) = Sealer::start(settings, log.clone()).await?;
+    let sealing: Arc<dyn EventLog> = Arc::new(SealingLog::new(log.clone(), sealer.clone()));
+    let audit = Arc::new(Audit {
+        log,
+        key,
+        clock: settings.clock.clone(),
+        sealer,
+        index: RwLock::new(Index::default()),
+        size: watch::channel(0).0,
+        refreshing: tokio::sync::Mutex::new(()),
+        trust_path: keys::trust_path(&settings.data_dir),
+    });
+    Ok((sealing, audit, task))
+}
+
+impl Audit {
+    /// Seals what is still unsealed and stops the sealer (after the last append).
+    pub async fn finish(&self) {
+        self.sealer.finish().await;
+    }
+
+    /// The trust file of this data dir.
+    pub fn trust(&self) -> anyhow::Result<rectify_domain::audit::Trust> {
+        keys::read_trust(&self.trust_path)
+    }
+
+    /// The writer's signing key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    /// Commits in the Merkle index.
+    pub fn size(&self) -> u64 {
+        *self.size.borrow()
+    }
+
+    /// Waits until the index holds `size` commits; false after `timeout`.
+    pub async fn wait_for(&self, size: u64, timeout: Duration) -> bool {
+        let mut rx = self.size.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|s| *s >= size)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Follows the log into the index until `shutdown` resolves.
+    pub async fn follow(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut tail = self.log.tail(self.size() + 1).ready_chunks(1024);
+            loop {
+                let chunk = tokio::select! {
+                    _ = &mut shutdown => return,
+                    chunk = tail.next() => chunk,
+                };
+                let Some(items) = chunk else { break };
+                let mut failed = false;
+                {
+                    let mut index = self.index.write().expect("index lock");
+                    for item in items {
+                        match item {
+                            Ok(record) => {
+                                let size = index.tree.size();
+                                if record.position <= size {
+                                    continue;
+                                }
+                                // Only a damaged log has gaps; keep leaf numbers equal to positions.
+                                for _ in size + 1..record.position {
+                                    index.tree.push([0; 32]);
+                                }
+                                index.tree.push(commit_leaf(record.position, &record.commit));
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "audit index lost the log; resuming");
+                                failed = true;
+                                break;
+                            }
+                        }
+                    }
+                    self.size.send_replace(index.tree.size());
+                }
+                if failed {
+                    break;
+                }
+                backoff = Duration::from_millis(100);
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    /// Reads audit records appended since the last refresh (by any process) into the index.
+    pub async fn refresh(&self) -> Result<(), ReadError> {
+        let _guard = self.refreshing.lock().await;
+        loop {
+            let from = self.index.read().expect("index lock").audit_seen + 1;
+            let entries = self.log.read_audit(from, 1024).await?;
+            let Some(last) = entries.last().map(|e| e.position) else { return Ok(()) };
+            let mut index = self.index.write().expect("index lock");
+            for e in entries {
+                match e.record {
+                    Ok(AuditRecord::Seal(seal)) => {
+                        for entry in seal.entries {
+                            index.sealed.entry(entry.position).or_insert(e.position);
+                        }
+                    }
+                    Ok(AuditRecord::Bulletin(b)) => {
+                        index.bulletins.insert(b.id.clone(), e.position);
+                    }
+                    Err(_) => {}
+                }
+            }
+            index.audit_seen = last;
+        }
+    }
+
+    /// The audit position of the seal covering `position`, if one is indexed.
+    pub fn seal_of(&self, position: u64) -> Option<u64> {
+        self.index.read().expect("index lock").sealed.get(&position).copied()
+    }
+
+    /// The audit position of bulletin `id`, if indexed.
+    pub fn bulletin_at(&self, id: &str) -> Option<u64> {
+        self.index.read().expect("index lock").bulletins.get(id).copied()
+    }
+
+    /// The root of the first `size` commits, if the index holds them.
+    pub fn root(&self, size: u64) -> Option<Hash> {
+        let index = self.index.read().expect("index lock");
+        (size <= index.tree.size()).then(|| merkle::root(&index.tree, size))
+    }
+
+    /// The leaf hash of `position`.
+    pub fn leaf(&self, position: u64) -> Option<Hash> {
+        self.index.read().expect("index lock").tree.leaf(position.checked_sub(1)?).copied()
+    }
+
+    /// A checkpoint of the first `size` commits, signed now.
+    pub fn checkpoint(&self, size: u64) -> Option<Checkpoint> {
+        let root = self.root(size)?;
+        Some(Checkpoint::sign(&self.key, size, &root, (self.clock)()))
+    }
+
+    /// RFC 9162 inclusion proof of `position` in the tree of `size` commits.
+    pub fn inclusion(&self, position: u64, size: u64) -> Option<Vec<Hash>> {
+        let index = self.index.read().expect("index lock");
+        merkle::inclusion_proof(&index.tree, position.checked_sub(1)?, size)
+    }
+
+    /// RFC 9162 consistency proof between the trees of `from` and `to` commits.
+    pub fn consistency(&self, from: u64, to: u64) -> Option<Vec<Hash>> {
+        let index = self.index.read().expect("index lock");
+        merkle::consistency_proof(&index.tree, from, to)
+    }
+
+    /// Appends a record to the audit store and indexes it.
+    pub async fn append(&self, record: &AuditRecord) -> Result<u64, rectify_eventlog::AppendError> {
+        let at = self.log.append_audit(record).await?;
+        // Best effort: a failed refresh only delays the index until the next one.
+        let _ = self.refresh().await;
+        Ok(at)
+    }
+
+    /// The log the index follows.
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+}

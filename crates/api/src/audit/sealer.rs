@@ -1,0 +1,447 @@
+//! Sealing: every commit this process appends is covered, within a few milliseconds, by a seal signed with
+//! the writer's key and stored in the audit store — one signature per batch, off the command's path.
+//!
+//! [`SealingLog`] wraps the event log the pipeline appends through:
+//! 1. before an append it writes an *intent* line (the commit's last hash and stream) to the journal
+//!    `DATA/audit/journal` — a plain `write(2)`, no fsync, so it survives a crash of the process;
+//! 2. after a successful append it hands the position and leaf to the [`Sealer`] task and returns.
+//!
+//! The task collects appended commits and seals them every [`SEAL_INTERVAL`] or [`SEAL_MAX`] commits,
+//! appends the seal to the audit store, then journals which intents are sealed. After a crash, the next
+//! start reads the journal: every intent not yet sealed is looked up on the log (its stream, by its last
+//! hash) and sealed if it was appended. Only commits this writer intended are ever sealed, so a commit
+//! injected into the log while the service was down stays unsealed and `audit verify` reports it.
+
+use crate::server::Settings;
+use crate::watcher::Clock;
+use anyhow::Context;
+use futures::stream::BoxStream;
+use rectify_domain::audit::{AuditRecord, Seal, SealEntry, SigningKey};
+use rectify_domain::{AggregateId, Commit};
+use rectify_eventlog::async_trait;
+use rectify_eventlog::{AppendError, Appended, AuditEntry, EventLog, ReadError, Record};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// How long an appended commit waits for its seal at most (unless `RECTIFY_SEAL_INTERVAL_MS` says otherwise).
+pub const SEAL_INTERVAL: Duration = Duration::from_millis(5);
+/// Most commits in one seal.
+pub const SEAL_MAX: usize = 512;
+/// The journal is rewritten with only the open intents once it grows past this.
+const JOURNAL_COMPACT_BYTES: u64 = 1 << 20;
+/// Intents whose append outcome is unknown (the log did not answer) are looked up on the log after this.
+const UNKNOWN_AFTER: Duration = Duration::from_secs(30);
+
+/// One journal line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Line {
+    /// About to append the commit of `stream` whose last event hash is `hash`.
+    Intent { hash: String, stream: String },
+    /// These intents are sealed.
+    Sealed { hashes: Vec<String> },
+}
+
+/// The journal file, shared by the wrapper (intents) and the task (sealed lines, compaction).
+struct Journal {
+    path: PathBuf,
+    file: Mutex<File>,
+}
+
+impl Journal {
+    fn open_append(path: &Path) -> anyhow::Result<File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening the seal journal {}", path.display()))
+    }
+
+    fn write(file: &mut File, line: &Line) {
+        let mut bytes = serde_json::to_vec(line).expect("journal lines serialize");
+        bytes.push(b'\n');
+        if let Err(error) = file.write_all(&bytes) {
+            tracing::error!(%error, "cannot write the seal journal; a crash now could leave commits unsealed");
+        }
+    }
+
+    /// Replaces the journal with `open` intents only.
+    fn rewrite(&self, file: &mut File, open: &HashMap<String, Open>) -> anyhow::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        let mut out = File::create(&tmp)?;
+        for (hash, o) in open {
+            Journal::write(&mut out, &Line::Intent { hash: hash.clone(), stream: o.stream.to_string() });
+        }
+        out.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        *file = Journal::open_append(&self.path)?;
+        Ok(())
+    }
+}
+
+/// An intent not sealed yet.
+#[derive(Debug, Clone)]
+struct Open {
+    stream: AggregateId,
+    since: Instant,
+}
+
+enum Msg {
+    Intent {
+        hash: String,
+        stream: AggregateId,
+    },
+    Appended {
+        entry: SealEntry,
+        hash: String,
+        duplicate: bool,
+    },
+    /// The append definitely did not happen (conflict, refusal).
+    Failed {
+        hash: String,
+    },
+    Finish(oneshot::Sender<()>),
+}
+
+/// The handle the wrapper and the service hold.
+#[derive(Clone)]
+pub struct Sealer {
+    tx: mpsc::UnboundedSender<Msg>,
+    journal: Arc<Journal>,
+}
+
+impl Sealer {
+    /// Loads (or creates) the writer key, starts the sealing task on `log`, and first seals what the journal
+    /// says was appended but not sealed before the last stop. Returns the handle and the key.
+    pub async fn start(
+        settings: &Settings,
+        log: Arc<dyn EventLog>,
+    ) -> anyhow::Result<(Sealer, SigningKey, tokio::task::JoinHandle<()>)> {
+        let now = (settings.clock)();
+        let key = super::keys::load_or_create(&settings.data_dir, now)?;
+        let dir = settings.data_dir.join("audit");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("journal");
+        let open = recover_journal(&path)?;
+        let journal = Arc::new(Journal { file: Mutex::new(Journal::open_append(&path)?), path: path.clone() });
+        let interval = std::env::var("RECTIFY_SEAL_INTERVAL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(SEAL_INTERVAL, Duration::from_millis);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut task = Task {
+            log,
+            key: key.clone(),
+            clock: settings.clock.clone(),
+            journal: journal.clone(),
+            open: HashMap::new(),
+            batch: Vec::new(),
+            batch_hashes: Vec::new(),
+            interval,
+            stats: Stats::default(),
+        };
+        let recovered = task.recover(open).await;
+        if recovered > 0 {
+            tracing::info!(commits = recovered, "sealed commits appended before the last stop");
+        }
+        {
+            let mut file = journal.file.lock().expect("journal lock");
+            journal.rewrite(&mut file, &task.open)?;
+        }
+        let handle = tokio::spawn(task.run(rx));
+        Ok((Sealer { tx, journal }, key, handle))
+    }
+
+    /// Seals everything appended so far and stops the task (after the last append of the process).
+    pub async fn finish(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Finish(ack)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    fn intend(&self, commit: &Commit) {
+        let hash = commit.last_hash().to_owned();
+        let stream = commit.stream().clone();
+        // Written and announced under the lock, so a compaction (which holds it) sees every written intent.
+        let mut file = self.journal.file.lock().expect("journal lock");
+        Journal::write(&mut file, &Line::Intent { hash: hash.clone(), stream: stream.to_string() });
+        let _ = self.tx.send(Msg::Intent { hash, stream });
+    }
+}
+
+/// Reads the journal: the intents that were never sealed.
+fn recover_journal(path: &Path) -> anyhow::Result<HashMap<String, AggregateId>> {
+    let mut open = HashMap::new();
+    let Ok(file) = File::open(path) else { return Ok(open) };
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        // A line cut short by a crash is the last one; nothing after it.
+        let Ok(parsed) = serde_json::from_str::<Line>(&line) else { continue };
+        match parsed {
+            Line::Intent { hash, stream } => {
+                if let Some(id) = AggregateId::parse(&stream) {
+                    open.insert(hash, id);
+                }
+            }
+            Line::Sealed { hashes } => hashes.iter().for_each(|h| {
+                open.remove(h);
+            }),
+        }
+    }
+    Ok(open)
+}
+
+/// Counters of the sealing task (for the report and /metrics).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub seals: u64,
+    pub commits: u64,
+    pub sign_nanos: u64,
+}
+
+struct Task {
+    log: Arc<dyn EventLog>,
+    key: SigningKey,
+    clock: Clock,
+    journal: Arc<Journal>,
+    open: HashMap<String, Open>,
+    batch: Vec<SealEntry>,
+    batch_hashes: Vec<String>,
+    interval: Duration,
+    stats: Stats,
+}
+
+impl Task {
+    /// Seals the journal's unsealed intents that are on the log; returns how many.
+    async fn recover(&mut self, open: HashMap<String, AggregateId>) -> usize {
+        let mut by_stream: HashMap<AggregateId, HashSet<String>> = HashMap::new();
+        for (hash, stream) in open {
+            by_stream.entry(stream).or_default().insert(hash);
+        }
+        let mut found = 0;
+        for (stream, hashes) in by_stream {
+            match self.log.read_stream(&stream).await {
+                Ok(records) => {
+                    for r in records.iter().filter(|r| hashes.contains(r.commit.last_hash())) {
+                        self.batch.push(SealEntry::of(r.position, &r.commit));
+                        self.batch_hashes.push(r.commit.last_hash().to_owned());
+                        found += 1;
+                    }
+                }
+                Err(error) => {
+                    // Keep them open: the next start (or the periodic look-up) tries again.
+                    tracing::warn!(%error, %stream, "cannot read a stream to seal its commits; will retry");
+                    for hash in hashes {
+                        self.open.insert(hash, Open { stream: stream.clone(), since: Instant::now() });
+                    }
+                }
+            }
+        }
+        while !self.batch.is_empty() {
+            if !self.seal().await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        found
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut deadline: Option<Instant> = None;
+        let mut sweep = tokio::time::interval(UNKNOWN_AFTER);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let msg = tokio::select! {
+                msg = rx.recv() => msg,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    deadline = if self.seal().await { None } else { Some(Instant::now() + Duration::from_millis(200)) };
+                    continue;
+                }
+                _ = sweep.tick() => {
+                    self.look_up_unknown().await;
+                    continue;
+                }
+            };
+            match msg {
+                Some(Msg::Finish(ack)) => {
+                    while let Ok(m) = rx.try_recv() {
+                        self.handle(m).await;
+                    }
+                    let mut tries = 0;
+                    while !self.batch.is_empty() && tries < 10 {
+                        if !self.seal().await {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        tries += 1;
+                    }
+                    tracing::debug!(seals = self.stats.seals, commits = self.stats.commits, "sealer stopped");
+                    let _ = ack.send(());
+                    return;
+                }
+                Some(m) => {
+                    self.handle(m).await;
+                    if self.batch.len() >= SEAL_MAX {
+                        deadline =
+                            if self.seal().await { None } else { Some(Instant::now() + Duration::from_millis(200)) };
+                    } else if !self.batch.is_empty() && deadline.is_none() {
+                        deadline = Some(Instant::now() + self.interval);
+                    }
+                }
+                None => return,
+            }
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Intent { hash, stream } => {
+                self.open.insert(hash, Open { stream, since: Instant::now() });
+            }
+            Msg::Failed { hash } => {
+                self.open.remove(&hash);
+            }
+            Msg::Appended { entry, hash, duplicate: false } => {
+                self.open.remove(&hash);
+                self.batch.push(entry);
+                self.batch_hashes.push(hash);
+            }
+            Msg::Appended { entry, hash, duplicate: true } => {
+                // The log already held this command: seal what it holds if that is one of ours.
+                self.open.remove(&hash);
+                match self.log.read_from(entry.position, 1).await {
+                    Ok(records) => {
+                        if let Some(r) = records.first().filter(|r| self.open.contains_key(r.commit.last_hash())) {
+                            self.open.remove(r.commit.last_hash());
+                            self.batch.push(SealEntry::of(r.position, &r.commit));
+                            self.batch_hashes.push(r.commit.last_hash().to_owned());
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, position = entry.position, "cannot read a duplicate's commit"),
+                }
+            }
+            Msg::Finish(_) => unreachable!("handled by run"),
+        }
+    }
+
+    /// Signs and stores the batch; false if storing failed (the batch is kept for the next try).
+    async fn seal(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let started = std::time::Instant::now();
+        let seal = Seal::sign(&self.key, (self.clock)(), self.batch.clone());
+        self.stats.sign_nanos += started.elapsed().as_nanos() as u64;
+        match self.log.append_audit(&AuditRecord::Seal(seal)).await {
+            Ok(_) => {
+                self.stats.seals += 1;
+                self.stats.commits += self.batch.len() as u64;
+                self.batch.clear();
+                let hashes = std::mem::take(&mut self.batch_hashes);
+                let mut file = self.journal.file.lock().expect("journal lock");
+                Journal::write(&mut file, &Line::Sealed { hashes });
+                let big = file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false);
+                if big {
+                    if let Err(error) = self.journal.rewrite(&mut file, &self.open) {
+                        tracing::error!(%error, "cannot compact the seal journal");
+                    }
+                }
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, commits = self.batch.len(), "cannot store a seal; will retry");
+                false
+            }
+        }
+    }
+
+    /// Intents whose outcome stayed unknown: seal them if they are on the log, forget them if not.
+    async fn look_up_unknown(&mut self) {
+        let stale: Vec<(String, AggregateId)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.since.elapsed() >= UNKNOWN_AFTER)
+            .map(|(h, o)| (h.clone(), o.stream.clone()))
+            .collect();
+        if stale.is_empty() {
+            return;
+        }
+        let mut map = HashMap::new();
+        for (h, s) in stale {
+            self.open.remove(&h);
+            map.insert(h, s);
+        }
+        self.recover(map).await;
+    }
+}
+
+/// The event log as the pipeline sees it: appends are journaled and sealed; everything else is the log's.
+pub struct SealingLog {
+    inner: Arc<dyn EventLog>,
+    sealer: Sealer,
+}
+
+impl SealingLog {
+    /// Wraps `inner`; appends through it are sealed by `sealer`.
+    pub fn new(inner: Arc<dyn EventLog>, sealer: Sealer) -> SealingLog {
+        SealingLog { inner, sealer }
+    }
+}
+
+#[async_trait]
+impl EventLog for SealingLog {
+    async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
+        self.sealer.intend(commit);
+        let result = self.inner.append(commit, expected).await;
+        let hash = commit.last_hash().to_owned();
+        let msg = match &result {
+            Ok(a) => Msg::Appended { entry: SealEntry::of(a.position, commit), hash, duplicate: a.duplicate },
+            Err(AppendError::Unavailable(_)) => return result,
+            Err(_) => Msg::Failed { hash },
+        };
+        let _ = self.sealer.tx.send(msg);
+        result
+    }
+
+    async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError> {
+        self.inner.read_stream(stream).await
+    }
+
+    async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
+        self.inner.read_from(from, max).await
+    }
+
+    async fn head(&self) -> Result<u64, ReadError> {
+        self.inner.head().await
+    }
+
+    fn tail(&self, from: u64) -> BoxStream<'static, Result<Record, ReadError>> {
+        self.inner.tail(from)
+    }
+
+    async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
+        self.inner.find_command(command_id).await
+    }
+
+    async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError> {
+        self.inner.append_audit(record).await
+    }
+
+    async fn read_audit(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError> {
+        self.inner.read_audit(from, max).await
+    }
+
+    async fn audit_head(&self) -> Result<u64, ReadError> {
+        self.inner.audit_head().await
+    }
+
+    async fn announce_views_changed(&self, payload: Vec<u8>) {
+        self.inner.announce_views_changed(payload).await
+    }
+}
