@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod demo;
 pub mod error;
 pub mod json;
 pub mod pipeline;

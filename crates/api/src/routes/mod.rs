@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod commands;
+pub mod dashboard;
 pub mod metrics;
 pub mod queries;
 pub mod stats;
@@ -106,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/bulletins/{id}", get(audit::bulletin));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(dashboard::dashboard))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
