@@ -57,11 +57,17 @@ impl App {
 
     /// Starts `rectify serve` on an existing data dir (to restart after a kill).
     pub fn spawn(data_dir: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str]) -> App {
+        App::spawn_env(data_dir, dir, extra, &[])
+    }
+
+    /// [`App::spawn`] with extra environment variables for the service.
+    pub fn spawn_env(data_dir: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str], env: &[(&str, &str)]) -> App {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .args(extra)
             .env("RUST_LOG", std::env::var("RECTIFY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("RECTIFY_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
@@ -91,6 +97,13 @@ impl App {
         let stdout = String::from_utf8(out.stdout).expect("utf-8");
         assert_eq!(stdout.lines().count(), 1, "token add prints exactly one line");
         stdout.trim().to_owned()
+    }
+
+    /// Stops the process with SIGTERM and waits for it: a graceful shutdown (in-flight requests finish, the
+    /// views are flushed, every appended commit is sealed).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
     }
 
     /// Kills the process with SIGKILL, as a crash would.

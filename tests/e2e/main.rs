@@ -3,6 +3,7 @@
 
 mod api;
 mod app;
+mod audit;
 mod jetstream;
 mod lifecycle;
 mod views;

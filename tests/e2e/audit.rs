@@ -1,0 +1,441 @@
+//! Audit for inspectors, end to end: `rectify audit verify` on untouched and tampered logs (the embedded
+//! log edited offline with sled, a forged message published straight onto NATS), proofs served by the API
+//! checked by an independent RFC 9162 verifier written here, crash recovery of seals, bulletins, roles, and
+//! time travel (`as_of`) against a replay of the log.
+
+use crate::api::{Answer, report_body, send};
+use crate::app::{App, binary};
+use rectify_domain::audit::AuditRecord;
+use rectify_domain::{Actor, AggregateId, CommandContext, Commit, Event, RegionCode, Role};
+use rectify_tests::NatsServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::process::Command;
+
+const COUNTY: &str = "520121";
+const GRID: &str = "520121-G01";
+
+/// One accepted command: (event id, position).
+type Written = (String, u64);
+
+async fn post(app: &App, path: &str, token: &str, body: Value) -> Answer {
+    send(app, Method::POST, path, Some(token), Some(body), &[]).await
+}
+
+async fn get(app: &App, path: &str, token: &str) -> Answer {
+    send(app, Method::GET, path, Some(token), None, &[]).await
+}
+
+fn written(answer: &Value) -> Written {
+    (format!("{}/{}", answer["id"].as_str().unwrap(), answer["version"]), answer["position"].as_u64().unwrap())
+}
+
+/// Three problems whose commands interleave on the log: report, deadline, two progress reports each.
+async fn history(app: &App, token: &str) -> Vec<Written> {
+    let mut out = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let a = post(app, "/api/v1/problems", token, report_body(COUNTY, GRID)).await.expect(201);
+        ids.push(a["id"].as_str().unwrap().to_owned());
+        out.push(written(&a));
+    }
+    for id in &ids {
+        let body =
+            json!({"class": "time_limited", "due": "2021-09-01T00:00:00Z", "occurred_at": "2021-04-03T00:00:00Z"});
+        out.push(written(&post(app, &format!("/api/v1/problems/{id}/deadline"), token, body).await.expect(200)));
+    }
+    for step in 1..=2 {
+        for id in &ids {
+            let body = json!({"note": format!("dredged {step}00 tonnes of sludge"), "evidence": []});
+            out.push(written(&post(app, &format!("/api/v1/problems/{id}/progress"), token, body).await.expect(200)));
+        }
+    }
+    out
+}
+
+/// Runs `rectify audit verify --json` with `args`; returns (exit success, report).
+fn verify(args: &[&str]) -> (bool, Value) {
+    let out = Command::new(binary()).args(["audit", "verify", "--json"]).args(args).output().expect("run audit verify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!("audit verify printed no JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert_eq!(out.status.success(), report["ok"] == true, "the exit code follows the report: {report:#}");
+    (out.status.success(), report)
+}
+
+fn verify_dir(dir: &Path) -> (bool, Value) {
+    verify(&["--data-dir", dir.to_str().unwrap()])
+}
+
+#[track_caller]
+fn assert_first_bad(report: &Value, kind: &str, position: u64, event_id: &str) {
+    let first = &report["first_bad"];
+    assert_eq!(
+        (first["kind"].as_str(), first["position"].as_u64(), first["event_id"].as_str()),
+        (Some(kind), Some(position), Some(event_id)),
+        "first bad event: {:#}",
+        report["report"]["findings"]
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Opens the embedded log's sled database offline, as an operator with disk access could, and hands
+/// `edit` its event tree and its audit tree (layout: `crates/eventlog/src/embedded.rs`).
+fn tamper(data_dir: &Path, edit: impl FnOnce(&sled::Tree, &sled::Tree)) {
+    let db = sled::open(data_dir.join("log")).expect("open the log's sled db offline");
+    let events = db.open_tree("rectify_events").unwrap();
+    let audit = db.open_tree("rectify_audit").unwrap();
+    edit(&events, &audit);
+    db.flush().unwrap();
+}
+
+fn commit_key(position: u64) -> Vec<u8> {
+    let mut key = vec![b'c'];
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+#[tokio::test]
+async fn verify_passes_an_untouched_embedded_log_and_names_the_event_of_every_tampering() {
+    let mut app = App::start();
+    let token = app.token("county_bureau", Some(COUNTY), None);
+    let log = history(&app, &token).await;
+    app.terminate();
+    let clean = app.data_dir.clone();
+    let (ok, report) = verify_dir(&clean);
+    assert!(ok, "an untouched log verifies clean: {report:#}");
+    assert_eq!(report["report"]["commits"], 12);
+    assert!(report["views"].as_str().unwrap().starts_with("match"), "{report:#}");
+
+    let scratch = tempfile::tempdir().unwrap();
+    let case = |name: &str| {
+        let dir = scratch.path().join(name);
+        copy_dir(&clean, &dir);
+        dir
+    };
+
+    // 1. Edit one payload byte of a progress report (the JSON stays valid: only the note changes).
+    let (event, position) = log[7].clone();
+    let dir = case("edit");
+    tamper(&dir, |events, _| {
+        let mut bytes = events.get(commit_key(position)).unwrap().unwrap().to_vec();
+        let at = bytes.windows(7).position(|w| w == b"dredged").expect("the note is in the payload");
+        bytes[at] = b'D';
+        events.insert(commit_key(position), bytes).unwrap();
+    });
+    let (ok, report) = verify_dir(&dir);
+    assert!(!ok);
+    assert_first_bad(&report, "altered", position, &event);
+
+    // 2. Drop an event: the seal still names it.
+    let (event, position) = log[4].clone();
+    let dir = case("drop");
+    tamper(&dir, |events, _| {
+        events.remove(commit_key(position)).unwrap().expect("the commit was there");
+    });
+    let (ok, report) = verify_dir(&dir);
+    assert!(!ok);
+    assert_first_bad(&report, "missing", position, &event);
+
+    // 3. Reorder two commits: the first moved position names the event now found there.
+    let ((_, p1), (moved, p2)) = (log[3].clone(), log[9].clone());
+    let dir = case("reorder");
+    tamper(&dir, |events, _| {
+        let (a, b) = (events.get(commit_key(p1)).unwrap().unwrap(), events.get(commit_key(p2)).unwrap().unwrap());
+        events.insert(commit_key(p1), b).unwrap();
+        events.insert(commit_key(p2), a).unwrap();
+    });
+    let (ok, report) = verify_dir(&dir);
+    assert!(!ok);
+    let first = &report["first_bad"];
+    assert_eq!(
+        (first["position"].as_u64(), first["event_id"].as_str()),
+        (Some(p1), Some(moved.as_str())),
+        "{report:#}"
+    );
+    assert!(["chain_broken", "seal_mismatch"].contains(&first["kind"].as_str().unwrap()));
+
+    // 4. Replace a seal's signature with one by a key nobody trusts, over the very same bytes.
+    let dir = case("signature");
+    let mut covered = None;
+    tamper(&dir, |_, audit| {
+        let (key, value) = audit.first().unwrap().expect("a seal was stored");
+        let Ok(AuditRecord::Seal(mut seal)) = AuditRecord::decode(&value) else { panic!("the first record is a seal") };
+        let intruder = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+        use ed25519_dalek::Signer;
+        seal.signature = hex::encode(intruder.sign(&seal.signed_bytes()).to_bytes());
+        let first = seal.entries.iter().min_by_key(|e| e.position).unwrap();
+        covered = Some((first.events[0].clone(), first.position));
+        audit.insert(key, AuditRecord::Seal(seal).encode()).unwrap();
+    });
+    let (event, position) = covered.unwrap();
+    let (ok, report) = verify_dir(&dir);
+    assert!(!ok);
+    assert_first_bad(&report, "bad_seal", position, &event);
+    assert!(
+        report["report"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["kind"] == "unsealed" && f["position"] == position),
+        "the commits of the bad seal are unauthenticated: {report:#}"
+    );
+
+    // The untouched copy still verifies: the tampering above happened on copies.
+    assert!(verify_dir(&clean).0);
+}
+
+/// The commit a forger publishes: a progress report that continues `last` correctly (hash chain and all),
+/// built with the public domain code any attacker has.
+fn forged_after(last: &Commit) -> Commit {
+    let now = chrono::Utc::now();
+    let ctx = CommandContext {
+        actor: Actor {
+            id: "someone".into(),
+            role: Role::CountyBureau,
+            region: RegionCode::parse(COUNTY).unwrap(),
+            grid: None,
+        },
+        occurred_at: now,
+        recorded_at: now,
+        command_id: format!("forged-{}", ulid::Ulid::new()),
+        correlation_id: "forged".into(),
+    };
+    let event = Event::ProgressReported { note: "all fixed, trust me".into(), evidence: Vec::new() };
+    Commit::seal(last.stream(), last.last_version(), last.last_hash(), &ctx, vec![event])
+}
+
+#[tokio::test]
+async fn verify_on_nats_finds_a_message_forged_straight_onto_the_subject() {
+    let nats = NatsServer::start();
+    let mut app = App::start_nats(&nats.url());
+    let token = app.token("county_bureau", Some(COUNTY), None);
+    let log = history(&app, &token).await;
+    app.terminate();
+    let dir = app.data_dir.to_str().unwrap().to_owned();
+    let (ok, report) = verify(&["--nats", &nats.url(), "--data-dir", &dir]);
+    assert!(ok, "an untouched stream verifies clean: {report:#}");
+
+    // An independent client publishes a well-formed continuation with the right headers.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let stream = js.get_stream("RECTIFY_EVENTS").await.unwrap();
+    let id = AggregateId::parse(log[0].0.split('/').next().unwrap()).unwrap();
+    let subject = format!("rectify.events.520100.{COUNTY}.{id}");
+    let last = stream.get_last_raw_message_by_subject(&subject).await.unwrap();
+    let forged = forged_after(&Commit::decode(&last.payload).unwrap());
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", forged.command_id());
+    headers.insert("Nats-Expected-Last-Subject-Sequence", last.sequence.to_string().as_str());
+    let ack = js
+        .publish_with_headers(subject, headers, bytes::Bytes::from(forged.encode()))
+        .await
+        .unwrap()
+        .await
+        .expect("the server takes the forged message");
+
+    let (ok, report) = verify(&["--nats", &nats.url(), "--data-dir", &dir, "--no-views"]);
+    assert!(!ok);
+    assert_first_bad(&report, "unsealed", ack.sequence, &forged.events[0].event_id);
+    assert_eq!(report["report"]["findings"].as_array().unwrap().len(), 1, "only the forgery: {report:#}");
+}
+
+#[tokio::test]
+async fn commits_appended_before_a_crash_are_sealed_on_restart() {
+    let dir = tempfile::Builder::new().prefix("rectify-e2e-").tempdir().unwrap();
+    let data = dir.path().to_owned();
+    // Seals would only be made after ten minutes: everything is still unsealed when the process dies.
+    let mut app = App::spawn_env(data.clone(), None, &[], &[("RECTIFY_SEAL_INTERVAL_MS", "600000")]);
+    let token = app.token("county_bureau", Some(COUNTY), None);
+    let log = history(&app, &token).await;
+    let id = log[0].0.split('/').next().unwrap().to_owned();
+    let inspector = app.token("inspector", None, None);
+    let events = get(&app, &format!("/api/v1/problems/{id}/events"), &inspector).await.expect(200);
+    assert!(events.as_array().unwrap().iter().all(|e| e["seal"].is_null()), "not sealed yet: {events:#}");
+    app.kill();
+    let (ok, report) = verify_dir(&data);
+    assert!(!ok && report["first_bad"]["kind"] == "unsealed", "unsealed after the crash: {report:#}");
+
+    // The restart seals what the journal says this writer appended, before it serves.
+    let mut app = App::spawn(data.clone(), None, &[]);
+    let events = get(&app, &format!("/api/v1/problems/{id}/events"), &inspector).await.expect(200);
+    for e in events.as_array().unwrap() {
+        assert!(e["seal"]["signature"].is_string(), "sealed after the restart: {e:#}");
+    }
+    app.terminate();
+    let (ok, report) = verify_dir(&data);
+    assert!(ok, "{report:#}");
+    drop(dir);
+}
+
+// ---- An independent RFC 9162 verifier: written here from the RFC's definitions (PATH and SUBPROOF),
+// reconstructing roots recursively rather than with the RFC's iterative algorithm the service uses. ----
+
+type H = [u8; 32];
+
+fn sha(parts: &[&[u8]]) -> H {
+    let mut h = Sha256::new();
+    parts.iter().for_each(|p| h.update(p));
+    h.finalize().into()
+}
+
+fn node(l: &H, r: &H) -> H {
+    sha(&[&[1], l, r])
+}
+
+fn largest_power_of_two_below(n: u64) -> u64 {
+    let mut k = 1;
+    while k * 2 < n {
+        k *= 2;
+    }
+    k
+}
+
+/// The root a `PATH(m, D[n])` proof leads to from `leaf`, or None if the proof has the wrong shape.
+fn root_from_path(m: u64, n: u64, leaf: H, proof: &[H]) -> Option<H> {
+    if n == 1 {
+        return proof.is_empty().then_some(leaf);
+    }
+    let (last, rest) = proof.split_last()?;
+    let k = largest_power_of_two_below(n);
+    if m < k {
+        Some(node(&root_from_path(m, k, leaf, rest)?, last))
+    } else {
+        Some(node(last, &root_from_path(m - k, n - k, leaf, rest)?))
+    }
+}
+
+/// The (old, new) roots a `SUBPROOF(m, D[n], whole)` proves, given the old root for the `whole` base case.
+fn roots_from_subproof(m: u64, n: u64, whole: bool, old_root: &H, proof: &[H]) -> Option<(H, H)> {
+    if m == n {
+        return if whole {
+            proof.is_empty().then_some((*old_root, *old_root))
+        } else {
+            (proof.len() == 1).then(|| (proof[0], proof[0]))
+        };
+    }
+    let (last, rest) = proof.split_last()?;
+    let k = largest_power_of_two_below(n);
+    if m <= k {
+        let (old, new) = roots_from_subproof(m, k, whole, old_root, rest)?;
+        Some((old, node(&new, last)))
+    } else {
+        let (old, new) = roots_from_subproof(m - k, n - k, false, old_root, rest)?;
+        Some((node(last, &old), node(last, &new)))
+    }
+}
+
+fn hashes(v: &Value) -> Vec<H> {
+    v.as_array().unwrap().iter().map(|h| hex::decode(h.as_str().unwrap()).unwrap().try_into().unwrap()).collect()
+}
+
+fn hash(v: &Value) -> H {
+    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+}
+
+/// Checks a checkpoint's Ed25519 signature over its five lines with the key the API lists.
+fn check_checkpoint(c: &Value, keys: &Value) {
+    let key = keys["keys"].as_array().unwrap().iter().find(|k| k["key_id"] == c["key_id"]).expect("the key is listed");
+    let public: [u8; 32] = hex::decode(key["public_key"].as_str().unwrap()).unwrap().try_into().unwrap();
+    let time = chrono::DateTime::parse_from_rfc3339(c["time"].as_str().unwrap()).unwrap().to_utc();
+    let text = format!(
+        "rectify checkpoint v1\n{}\n{}\n{}\n{}\n",
+        c["size"],
+        c["root"].as_str().unwrap(),
+        time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        c["key_id"].as_str().unwrap()
+    );
+    let sig: [u8; 64] = hex::decode(c["signature"].as_str().unwrap()).unwrap().try_into().unwrap();
+    ed25519_dalek::VerifyingKey::from_bytes(&public)
+        .unwrap()
+        .verify_strict(text.as_bytes(), &ed25519_dalek::Signature::from_bytes(&sig))
+        .expect("the checkpoint's signature verifies");
+}
+
+#[tokio::test]
+async fn proofs_served_by_the_api_pass_an_independent_verifier() {
+    let mut app = App::start();
+    let token = app.token("county_bureau", Some(COUNTY), None);
+    let inspector = app.token("inspector", None, None);
+    let public = app.token("public", None, None);
+    let first_part = history(&app, &token).await;
+    let early_size = first_part.iter().map(|w| w.1).max().unwrap();
+    let early = get(&app, &format!("/api/v1/audit/checkpoint?size={early_size}"), &public).await.expect(200);
+    let mut log = first_part;
+    log.extend(history(&app, &token).await);
+    let size = log.iter().map(|w| w.1).max().unwrap();
+    let keys = get(&app, "/api/v1/audit/keys", &public).await.expect(200);
+    let late = get(&app, &format!("/api/v1/audit/checkpoint?size={size}"), &public).await.expect(200);
+    check_checkpoint(&early, &keys);
+    check_checkpoint(&late, &keys);
+    let root = hash(&late["root"]);
+
+    for (event_id, position) in &log {
+        let p = get(&app, &format!("/api/v1/audit/proof/inclusion?position={position}&size={size}"), &inspector)
+            .await
+            .expect(200);
+        // The leaf is recomputed from the event hashes the problem's history shows.
+        let id = event_id.split('/').next().unwrap();
+        let history = get(&app, &format!("/api/v1/problems/{id}/events"), &inspector).await.expect(200);
+        let entry = history.as_array().unwrap().iter().find(|e| e["position"] == *position).unwrap();
+        let mut data = position.to_be_bytes().to_vec();
+        for e in entry["events"].as_array().unwrap() {
+            data.extend(hex::decode(e["hash"].as_str().unwrap()).unwrap());
+        }
+        let leaf = sha(&[&[0], &data]);
+        assert_eq!(hex::encode(leaf), p["leaf_hash"].as_str().unwrap());
+        assert_eq!(entry["leaf"], p["leaf_hash"]);
+        assert_eq!(p["checkpoint"]["root"], late["root"]);
+        assert_eq!(
+            root_from_path(position - 1, size, leaf, &hashes(&p["proof"])),
+            Some(root),
+            "inclusion of {position}"
+        );
+        let mut wrong = leaf;
+        wrong[0] ^= 1;
+        assert_ne!(root_from_path(position - 1, size, wrong, &hashes(&p["proof"])), Some(root));
+        assert!(entry["seal"]["signature"].is_string(), "each commit shows its seal: {entry:#}");
+    }
+
+    let c = get(&app, &format!("/api/v1/audit/proof/consistency?from={early_size}&to={size}"), &inspector)
+        .await
+        .expect(200);
+    assert_eq!(c["first"]["root"], early["root"], "the same size has the same root later");
+    let roots = roots_from_subproof(early_size, size, true, &hash(&early["root"]), &hashes(&c["proof"]));
+    assert_eq!(roots, Some((hash(&early["root"]), root)), "the early tree is a prefix of the late one");
+
+    // Roles: the public reads checkpoints and bulletins, not proofs; bureaus issue bulletins.
+    get(&app, "/api/v1/audit/proof/inclusion?position=1", &public).await.problem(403);
+    get(&app, "/api/v1/audit/proof/consistency?from=1", &token).await.problem(403);
+    let bulletin = post(&app, "/api/v1/bulletins", &token, json!({"title": "2021年第1期调度"})).await.expect(201);
+    assert_eq!(bulletin["position"].as_u64(), Some(size));
+    assert_eq!(bulletin["stats"]["summary"]["found"], 6);
+    check_checkpoint(&bulletin["checkpoint"], &keys);
+    assert_eq!(bulletin["checkpoint"]["root"], late["root"]);
+    let again =
+        get(&app, &format!("/api/v1/bulletins/{}", bulletin["id"].as_str().unwrap()), &public).await.expect(200);
+    assert_eq!(again, bulletin);
+    post(&app, "/api/v1/bulletins", &inspector, json!({"title": "x"})).await.problem(403);
+    post(&app, "/api/v1/bulletins", &token, json!({"region": "520100"})).await.problem(403);
+
+    // Anyone holding the log reproduces the bulletin: verify refolds its figures.
+    app.terminate();
+    let (ok, report) = verify_dir(&app.data_dir);
+    assert!(ok, "{report:#}");
+    assert_eq!(report["report"]["bulletins"], 1);
+}
