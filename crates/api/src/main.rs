@@ -55,6 +55,8 @@ enum Cmd {
         #[command(subcommand)]
         command: rectify_api::audit::cli::AuditCmd,
     },
+    /// Runs the service with the Guizhou 2020–2022 campaign loaded (if its log is empty) and the dashboard at `/`.
+    Demo(rectify_api::demo::DemoOptions),
     /// Manages bearer tokens.
     Token {
         #[command(subcommand)]
@@ -170,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Demo(options) => rectify_api::demo::run(options, shutdown_signal()).await,
         Cmd::Token { command: TokenCmd::Add { data_dir, role, region, grid, name } } => {
             let (role, region, grid) = token_scope(&role, region.as_deref(), grid)?;
             let token = tokens::add(&data_dir, role, region, grid, &name)?;

@@ -35,17 +35,25 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What `rectify demo` was asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoOptions {
+    /// Holds the embedded log, the views and the tokens; the scenario is loaded only if its log is empty.
+    #[arg(long, default_value = "./demo-data", env = "RECTIFY_DEMO_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// Overrides the scenario's seed.
+    /// Overrides the scenario's seed (the same seed gives the same history).
+    #[arg(long)]
     pub seed: Option<u64>,
-    /// Multiplies every count (0 < scale ≤ 1).
+    /// Multiplies every count by this factor (0 < F ≤ 1), e.g. 0.02 for a quick look.
+    #[arg(long)]
     pub scale: Option<f64>,
-    /// Another scenario file instead of the built-in one.
+    /// Another scenario file instead of the built-in scenarios/guizhou-2020.toml.
+    #[arg(long)]
     pub scenario: Option<PathBuf>,
     /// Commands in flight while loading.
+    #[arg(long, default_value_t = load::CONCURRENCY)]
     pub concurrency: usize,
 }
 
@@ -147,6 +155,7 @@ async fn start_kind(service: &Service, plan: &Plan, data_dir: &Path) -> anyhow::
 
 /// Runs the demo until `shutdown` resolves: service, dashboard, and the scenario loaded if the log is empty.
 pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    init_logging();
     let params = options.params()?;
     let regions = Regions::guizhou();
     let plan = Arc::new(generate(&params, &regions)?);
