@@ -439,3 +439,106 @@ async fn proofs_served_by_the_api_pass_an_independent_verifier() {
     assert!(ok, "{report:#}");
     assert_eq!(report["report"]["bulletins"], 1);
 }
+
+/// Times in 2021, `days` after 1 March.
+fn day(days: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2021-03-01T08:00:00Z").unwrap().to_utc() + chrono::Duration::days(days)
+}
+
+#[tokio::test]
+async fn as_of_answers_equal_a_replay_of_the_log_up_to_that_time_for_a_random_history() {
+    use rand::Rng;
+    let app = App::start();
+    let county = app.token("county_bureau", Some(COUNTY), None);
+    // A different actor of the same city accepts: nobody accepts what they reported or submitted.
+    let city = app.token("city_bureau", Some("520100"), None);
+    let inspector = app.token("inspector", None, None);
+    let mut rng = rand::rng();
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let mut t = rng.random_range(0..120);
+        let mut body = report_body(COUNTY, GRID);
+        body["discovered_at"] = json!(day(t));
+        let id = post(&app, "/api/v1/problems", &county, body).await.expect(201)["id"].as_str().unwrap().to_owned();
+        let path = |action: &str| format!("/api/v1/problems/{id}/{action}");
+        let steps = rng.random_range(0..6);
+        for step in 0..steps {
+            t += rng.random_range(0..20);
+            let at = json!(day(t));
+            match step {
+                0 => {
+                    let class = if rng.random_bool(0.3) { "immediate" } else { "time_limited" };
+                    let due = day(t + rng.random_range(1..60));
+                    let body = json!({"class": class, "due": due, "occurred_at": at});
+                    post(&app, &path("deadline"), &county, body).await.expect(200);
+                }
+                1 | 2 => {
+                    let body = json!({"note": format!("step {step}"), "evidence": [], "occurred_at": at});
+                    post(&app, &path("progress"), &county, body).await.expect(200);
+                }
+                3 => {
+                    let mut body = crate::api::submission_body();
+                    body["occurred_at"] = at;
+                    post(&app, &path("submission"), &county, body).await.expect(200);
+                }
+                _ => {
+                    let body = if rng.random_bool(0.7) {
+                        json!({"decision": "accept", "occurred_at": at})
+                    } else {
+                        json!({"decision": "reject", "comment": "not yet", "occurred_at": at})
+                    };
+                    post(&app, &path("acceptance"), &city, body).await.expect(200);
+                }
+            }
+        }
+        ids.push(id);
+    }
+
+    // The log as the API shows it, in log order.
+    let mut records: Vec<(u64, rectify_domain::Envelope)> = Vec::new();
+    for id in &ids {
+        let history = get(&app, &format!("/api/v1/problems/{id}/events"), &inspector).await.expect(200);
+        for entry in history.as_array().unwrap() {
+            for e in entry["events"].as_array().unwrap() {
+                records.push((entry["position"].as_u64().unwrap(), serde_json::from_value(e.clone()).unwrap()));
+            }
+        }
+    }
+    records.sort_by_key(|(p, e)| (*p, e.version));
+
+    let mut times: Vec<i64> = (0..6).map(|_| rng.random_range(-5..200)).collect();
+    times.extend([-10, 400]);
+    for t in times {
+        let as_of = day(t);
+        let q = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        for id in &ids {
+            let replayed = rectify_domain::State::replay(
+                records.iter().map(|(_, e)| e).filter(|e| e.stream.as_str() == id && e.occurred_at <= as_of),
+            );
+            let answer = get(&app, &format!("/api/v1/problems/{id}?as_of={q}"), &inspector).await;
+            match replayed.problem() {
+                None => {
+                    answer.problem(404);
+                }
+                Some(p) => {
+                    let body = answer.expect(200);
+                    assert_eq!(body["version"], replayed.version, "{id} as of {q}");
+                    assert_eq!(body["status"], serde_json::to_value(p.status).unwrap(), "{id} as of {q}");
+                    assert_eq!(body["due"], serde_json::to_value(p.due).unwrap(), "{id} as of {q}");
+                    assert_eq!(body["closed_at"], serde_json::to_value(p.closed_at).unwrap(), "{id} as of {q}");
+                }
+            }
+        }
+        let mut changes = rectify_projector::Changes::default();
+        for (position, e) in records.iter().filter(|(_, e)| e.occurred_at <= as_of) {
+            let Ok(()) = changes.apply(&rectify_projector::Empty, *position, e);
+        }
+        let key = rectify_projector::CounterKey::region(RegionCode::parse(COUNTY).unwrap());
+        let expected = serde_json::to_value(changes.counters.get(&key).copied().unwrap_or_default()).unwrap();
+        let summary =
+            get(&app, &format!("/api/v1/stats/summary?region={COUNTY}&as_of={q}"), &inspector).await.expect(200);
+        for (field, value) in expected.as_object().unwrap() {
+            assert_eq!(&summary[field], value, "summary.{field} as of {q}");
+        }
+    }
+}
