@@ -347,10 +347,8 @@ impl Task {
                 let mut file = self.journal.file.lock().expect("journal lock");
                 Journal::write(&mut file, &Line::Sealed { hashes });
                 let big = file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false);
-                if big {
-                    if let Err(error) = self.journal.rewrite(&mut file, &self.open) {
-                        tracing::error!(%error, "cannot compact the seal journal");
-                    }
+                if big && let Err(error) = self.journal.rewrite(&mut file, &self.open) {
+                    tracing::error!(%error, "cannot compact the seal journal");
                 }
                 true
             }

@@ -171,7 +171,6 @@ pub async fn verify(settings: &Settings, options: &Options) -> anyhow::Result<Ou
     if options.progress && head > 0 {
         eprintln!("\raudit verify: {head}/{head} commits checked            ");
     }
-    drop(check_frozen);
     let (mut report, _) = verifier.finish(head);
     report.findings.extend(bulletin_findings);
 

@@ -295,7 +295,7 @@ pub async fn seal_refs(
     let mut out = std::collections::HashMap::new();
     for position in positions {
         let Some(at) = state.audit.seal_of(position) else { continue };
-        if !by_seal.contains_key(&at) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = by_seal.entry(at) {
             let found = state.log.read_audit(at, 1).await?.into_iter().find(|e| e.position == at);
             let seal = match found.map(|e| e.record) {
                 Some(Ok(AuditRecord::Seal(s))) => Some(SealRef {
@@ -307,7 +307,7 @@ pub async fn seal_refs(
                 }),
                 _ => None,
             };
-            by_seal.insert(at, seal);
+            slot.insert(seal);
         }
         if let Some(Some(seal)) = by_seal.get(&at) {
             out.insert(position, seal.clone());

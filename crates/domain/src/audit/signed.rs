@@ -436,3 +436,46 @@ mod tests {
         assert_ne!(id, key_id(&key(2).verifying_key()));
     }
 }
+
+#[cfg(test)]
+mod measure {
+    use super::*;
+
+    /// Not a test: prints the cost of sealing and verifying per commit.
+    /// `cargo test -p rectify-domain --release --lib -- --ignored --nocapture seal_cost`
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn seal_cost() {
+        let key = SigningKey::from_bytes(&[3; 32]);
+        let trust = Trust { keys: vec![TrustedKey::new(&key.verifying_key(), DateTime::<Utc>::MIN_UTC, "")] };
+        for n in [1usize, 10, 100, 512] {
+            let entries: Vec<SealEntry> = (0..n as u64)
+                .map(|p| SealEntry {
+                    position: p,
+                    leaf: hex::encode([7; 32]),
+                    events: vec![format!("P520102-01J9ZABCDEFGHJKMNPQRSTVWXY/{p}")],
+                })
+                .collect();
+            let rounds = 2000 / n.max(1) + 20;
+            let start = std::time::Instant::now();
+            let mut seal = None;
+            for _ in 0..rounds {
+                seal = Some(Seal::sign(&key, Utc::now(), entries.clone()));
+            }
+            let sign = start.elapsed().as_secs_f64() / rounds as f64;
+            let seal = seal.unwrap();
+            let start = std::time::Instant::now();
+            for _ in 0..rounds {
+                trust.check_seal(&seal).unwrap();
+            }
+            let verify = start.elapsed().as_secs_f64() / rounds as f64;
+            println!(
+                "seal of {n:>3} commits: sign {:>7.1} µs ({:>5.2} µs/commit), verify {:>7.1} µs ({:>5.2} µs/commit)",
+                sign * 1e6,
+                sign * 1e6 / n as f64,
+                verify * 1e6,
+                verify * 1e6 / n as f64
+            );
+        }
+    }
+}
