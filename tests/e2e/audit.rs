@@ -438,6 +438,26 @@ async fn proofs_served_by_the_api_pass_an_independent_verifier() {
     let (ok, report) = verify_dir(&app.data_dir);
     assert!(ok, "{report:#}");
     assert_eq!(report["report"]["bulletins"], 1);
+
+    // An export of one problem checks offline against the trust file, and fails once a byte changes.
+    let id = log[0].0.split('/').next().unwrap();
+    let file = app.data_dir.join("export.jsonl");
+    let run = |args: &[&str]| Command::new(binary()).args(args).output().expect("run rectify audit");
+    let data = app.data_dir.to_str().unwrap();
+    let out = run(&["audit", "export", "--data-dir", data, "--problem", id, "--out", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().filter(|l| l.contains("\"type\":\"commit\"")).count(), 4, "{text}");
+    let trust = app.data_dir.join("trust.json");
+    let check =
+        |path: &Path| run(&["audit", "check-export", path.to_str().unwrap(), "--trust", trust.to_str().unwrap()]);
+    let out = check(&file);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let bad = app.data_dir.join("bad.jsonl");
+    std::fs::write(&bad, text.replacen("dredged 100", "dredged 900", 1)).unwrap();
+    let out = check(&bad);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("content does not match its hash"));
 }
 
 /// Times in 2021, `days` after 1 March.

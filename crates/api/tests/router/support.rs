@@ -140,6 +140,7 @@ pub fn action_body(action: &str) -> Value {
         "void" => json!({"reason": "duplicate"}),
         "supervision" => json!({"decision": "list", "reason": "serious and repeated"}),
         "enforcement" => json!({"measure": {"kind": "penalty", "amount_fen": 12_000_000}, "case_no": "QJ-2021-7"}),
+        "bulletins" => json!({"title": "weekly dispatch"}),
         other => panic!("no action {other}"),
     }
 }
