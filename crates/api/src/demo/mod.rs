@@ -156,6 +156,7 @@ async fn start_kind(service: &Service, plan: &Plan, data_dir: &Path) -> anyhow::
 /// Runs the demo until `shutdown` resolves: service, dashboard, and the scenario loaded if the log is empty.
 pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     init_logging();
+    let started = Instant::now();
     let params = options.params()?;
     let regions = Regions::guizhou();
     let plan = Arc::new(generate(&params, &regions)?);
@@ -249,16 +250,20 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
         );
     }
     clock.start();
+    let as_of = plan.as_of;
     let c = service.state.views.store().counter(&CounterKey::region(regions.root))?;
+    // The plan is not needed while the demo serves.
+    drop(plan);
     say(format!(
-        "ready: {} inspections, {} problems found, {} fixed, {} open, {} overdue, {} listed (as of {}){load_summary}",
+        "ready in {:.1} s: {} inspections, {} problems found, {} fixed, {} open, {} overdue, {} listed (as of {}){load_summary}",
+        started.elapsed().as_secs_f64(),
         thousands(c.inspections),
         thousands(c.found),
         thousands(c.fixed),
         thousands(c.open),
         thousands(c.overdue),
         thousands(c.listed),
-        plan.as_of.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid")).format("%Y-%m-%d"),
+        as_of.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("valid")).format("%Y-%m-%d"),
     ));
     let served = server.await.context("the HTTP server task")?;
     service.stop().await;
