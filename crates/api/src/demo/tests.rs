@@ -244,5 +244,11 @@ async fn a_small_scenario_loads_through_the_pipeline_to_exactly_its_figures() {
     assert_eq!(listed["items"].as_array().unwrap().len() as u64, f.listed);
     let overdue = get("/api/v1/problems?overdue=true&limit=1000").await;
     assert_eq!(overdue["items"].as_array().unwrap().len() as u64, f.overdue);
+
+    // The dashboard itself needs no token.
+    let page = service.router().oneshot(Request::get("/").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(page.headers().contains_key("content-security-policy"));
     service.stop().await;
 }

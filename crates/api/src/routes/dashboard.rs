@@ -25,3 +25,20 @@ pub async fn dashboard() -> impl IntoResponse {
         PAGE,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_loads_nothing_from_elsewhere() {
+        // No CDN, no web font, no remote image: everything the page shows is in it or comes from the API.
+        for needle in ["http://", "https://", "//cdn", "<link", "<script src", "@import", "url("] {
+            assert!(!PAGE.contains(needle), "the dashboard must not reference `{needle}`");
+        }
+        assert!(PAGE.contains("/api/v1/stream"), "it follows the live feed");
+        for key in ["zh:", "en:"] {
+            assert!(PAGE.contains(key), "labels in both languages");
+        }
+    }
+}
