@@ -203,9 +203,12 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()> + Send
         );
         let bar = indicatif::ProgressBar::new(total).with_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar:.cyan/blue} {human_pos}/{human_len} commands · {per_sec} · ETA {eta}",
+                "{spinner} [{elapsed_precise}] {wide_bar:.cyan/blue} {human_pos}/{human_len} commands · {rate} · ETA {eta}",
             )
             .expect("a valid template")
+            .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{}/s", thousands(state.per_sec() as i64));
+            })
             .progress_chars("█▉▊▋▌▍▎▏ "),
         );
         let mut interrupted = stopped.clone();
