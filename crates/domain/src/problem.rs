@@ -126,14 +126,34 @@ fn require_text(field: &'static str, value: &str) -> Result<(), DomainError> {
     if value.trim().is_empty() {
         return Err(DomainError::invalid(field, "must not be empty"));
     }
-    if value.len() > 10_000 {
-        return Err(DomainError::invalid(field, "must be at most 10000 bytes"));
+    limit_text(field, value)?;
+    Ok(())
+}
+
+/// Longest free text a command may carry in one field, in bytes.
+pub const MAX_TEXT: usize = 10_000;
+
+/// Most pieces of evidence in one command.
+pub const MAX_EVIDENCE: usize = 100;
+
+/// Largest amount of one enforcement measure: ¥10 billion. Keeps every total far from overflowing.
+pub const MAX_AMOUNT_FEN: u64 = 1_000_000_000_000;
+
+/// Optional free text: may be empty, must not be huge.
+fn limit_text(field: &'static str, value: &str) -> Result<(), DomainError> {
+    if value.len() > MAX_TEXT {
+        return Err(DomainError::invalid(field, format!("must be at most {MAX_TEXT} bytes")));
     }
     Ok(())
 }
 
 fn check_evidence(evidence: &[Evidence]) -> Result<(), DomainError> {
+    if evidence.len() > MAX_EVIDENCE {
+        return Err(DomainError::invalid("evidence", format!("at most {MAX_EVIDENCE} pieces per command")));
+    }
     for e in evidence {
+        limit_text("evidence.uri", &e.uri)?;
+        limit_text("evidence.media_type", &e.media_type)?;
         if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(DomainError::invalid("evidence.sha256", "must be 64 lowercase hex digits"));
         }
@@ -174,6 +194,7 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
         (Body::Empty, C::RecordInspection { region, grid, sector, source, problems_found, notes }) => {
             check_placement(*region, grid)?;
             check_source(source)?;
+            limit_text("notes", notes)?;
             return Ok(vec![Event::InspectionRecorded {
                 region: *region,
                 grid: grid.clone(),
@@ -187,6 +208,7 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             check_placement(*region, grid)?;
             check_source(source)?;
             require_text("description", description)?;
+            limit_text("inspection", inspection.as_deref().unwrap_or(""))?;
             return Ok(vec![Event::ProblemReported {
                 region: *region,
                 grid: grid.clone(),
@@ -222,6 +244,8 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
                 return Err(status_error(status));
             }
             require_text("responsible.unit", &responsible.unit)?;
+            limit_text("responsible.person", responsible.person.as_deref().unwrap_or(""))?;
+            limit_text("responsible.actor_id", responsible.actor_id.as_deref().unwrap_or(""))?;
             Event::ResponsibleAssigned { responsible: responsible.clone() }
         }
         C::ReportProgress { note, evidence } => {
@@ -249,6 +273,7 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             Event::ExtensionRequested { reason: reason.clone(), due: *due }
         }
         C::ApproveExtension { comment } => {
+            limit_text("comment", comment)?;
             let (Some(due), Some(previous_due)) = (problem.pending_extension, problem.due) else {
                 return Err(DomainError::InvalidState {
                     command: command.name(),
@@ -295,7 +320,10 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             }
             match command {
                 C::Accept { comment } => Event::RectificationAccepted {
-                    comment: comment.clone(),
+                    comment: {
+                        limit_text("comment", comment)?;
+                        comment.clone()
+                    },
                     on_time: problem.due.is_none_or(|due| ctx.occurred_at <= due),
                     on_time_original: problem.original_due.is_none_or(|due| ctx.occurred_at <= due),
                 },
@@ -364,6 +392,14 @@ pub fn decide(state: &State, ctx: &CommandContext, command: &Command) -> Result<
             {
                 return Err(DomainError::invalid("measure.amount_fen", "a penalty needs a positive amount"));
             }
+            if measure.amount_fen() > MAX_AMOUNT_FEN {
+                return Err(DomainError::invalid(
+                    "measure.amount_fen",
+                    format!("must be at most {MAX_AMOUNT_FEN} fen"),
+                ));
+            }
+            limit_text("case_no", case_no)?;
+            limit_text("note", note)?;
             Event::EnforcementRecorded { measure: measure.clone(), case_no: case_no.clone(), note: note.clone() }
         }
     };

@@ -29,9 +29,6 @@ pub struct CommandAnswer {
     pub position: u64,
 }
 
-/// Largest fine one enforcement measure may carry (¥10 billion), so that totals summed over the log fit.
-const MAX_AMOUNT_FEN: u64 = 1_000_000_000_000;
-
 /// Largest accepted clock skew for business times in the future.
 const FUTURE_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
@@ -369,9 +366,5 @@ action!(
 action!(
     /// Records an enforcement measure; money in fen.
     enforcement, "enforcement", EnforcementBody { measure: Measure, #[serde(default)] case_no: String, #[serde(default)] note: String },
-    |b| if b.measure.amount_fen() > MAX_AMOUNT_FEN {
-        Err(ApiError::invalid("measure.amount_fen", format!("`measure.amount_fen` must be at most {MAX_AMOUNT_FEN} fen")))
-    } else {
-        Ok(Command::RecordEnforcement { measure: b.measure, case_no: b.case_no, note: b.note })
-    }
+    |b| Ok(Command::RecordEnforcement { measure: b.measure, case_no: b.case_no, note: b.note })
 );
