@@ -108,7 +108,9 @@ async fn every_api_route_needs_a_valid_token() {
     assert_eq!(app.head().await, head, "an unauthenticated request appended");
     // The scheme is case-insensitive (RFC 9110 §11.1).
     for scheme in ["bearer", "BEARER"] {
-        let reply = app.send(request("get", "/api/v1/stats/summary", Some(format!("{scheme} {valid}").as_bytes()), &Value::Null)).await;
+        let reply = app
+            .send(request("get", "/api/v1/stats/summary", Some(format!("{scheme} {valid}").as_bytes()), &Value::Null))
+            .await;
         assert_eq!(reply.status, StatusCode::OK, "{scheme}: {}", reply.text());
     }
     // The same token, well-formed, is accepted.
