@@ -57,6 +57,12 @@ impl ApiError {
             ApiError::Invalid { status, .. } if *status == StatusCode::BAD_REQUEST => {
                 (*status, "malformed-request", "Malformed request")
             }
+            ApiError::Invalid { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                (*status, "body-too-large", "Request body too large")
+            }
+            ApiError::Invalid { status, .. } if *status == StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                (*status, "unsupported-media-type", "Unsupported media type")
+            }
             ApiError::Invalid { status, .. } => (*status, "invalid-field", "Invalid field"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "version-conflict", "Version conflict"),
             ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid-state", "Not allowed in the current state"),

@@ -193,7 +193,7 @@ pub async fn history(
 /// Ledger filters and paging.
 #[derive(Deserialize, IntoParams)]
 pub struct LedgerQuery {
-    /// Region at any level (default: the whole province).
+    /// Region at any level (default: the token's own region; the whole province for inspectors).
     pub region: Option<String>,
     pub grid: Option<String>,
     pub sector: Option<Sector>,
@@ -270,7 +270,11 @@ pub async fn ledger(
     Auth(actor): Auth,
     Params(q): Params<LedgerQuery>,
 ) -> Result<Response, ApiError> {
-    let region = region_param(&state, q.region.as_deref())?;
+    // Without `region`, a token bound to a region reads its own region's ledger.
+    let region = match q.region.as_deref() {
+        None if actor.role != Role::Inspector => actor.region,
+        raw => region_param(&state, raw)?,
+    };
     authorize(&actor, Action::ReadProblems, Target { region, grid: q.grid.as_deref(), responsible: None }).or_else(
         |e| {
             if actor.role == Role::ResponsibleEntity { Ok(()) } else { Err(e) }
