@@ -4,6 +4,7 @@
 mod api;
 mod app;
 mod audit;
+mod bench;
 mod crash;
 mod dashboard;
 mod jetstream;

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod json;

@@ -57,6 +57,8 @@ enum Cmd {
     },
     /// Runs the service with the Guizhou 2020–2022 campaign loaded (if its log is empty) and the dashboard at `/`.
     Demo(rectify_api::demo::DemoOptions),
+    /// Measures each workload next to its raw baseline (JetStream, embedded log, projector, HTTP, memory).
+    Bench(rectify_api::bench::BenchOptions),
     /// Manages bearer tokens.
     Token {
         #[command(subcommand)]
@@ -173,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Demo(options) => rectify_api::demo::run(options, shutdown_signal()).await,
+        Cmd::Bench(options) => rectify_api::bench::run(options).await,
         Cmd::Token { command: TokenCmd::Add { data_dir, role, region, grid, name } } => {
             let (role, region, grid) = token_scope(&role, region.as_deref(), grid)?;
             let token = tokens::add(&data_dir, role, region, grid, &name)?;

@@ -213,6 +213,18 @@ impl EmbeddedLog {
         }
     }
 
+    /// Every published commit in log order as the bytes stored ([`Commit::encode`]), undecoded: the raw
+    /// replay that `rectify bench` compares the projector with.
+    pub fn raw_commits(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), ReadError>> + use<> {
+        let head = self.published_head();
+        self.inner.tree.range(key::commit(1)..=key::commit(head.max(1))).map(move |entry| {
+            let (k, v) = entry.map_err(storage_read)?;
+            let position = key::commit_position(&k)
+                .ok_or_else(|| ReadError::Corrupt { position: 0, reason: format!("malformed commit key {k:?}") })?;
+            Ok((position, v))
+        })
+    }
+
     fn published_head(&self) -> u64 {
         *self.inner.head.borrow()
     }

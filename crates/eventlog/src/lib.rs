@@ -5,6 +5,7 @@
 //! Concurrency is decided by the log itself: an append names the position of the stream's last commit it
 //! has seen (`expected`, 0 for a new stream) and fails with [`AppendError::Conflict`] if that is stale.
 
+pub mod baseline;
 pub mod embedded;
 pub mod jetstream;
 

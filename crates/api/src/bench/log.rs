@@ -1,0 +1,194 @@
+//! Workloads 1 and 2: the command pipeline (decide, envelope, hash chain, seal journal and signature,
+//! append with the expected position) on distinct new problems, against the raw append of the same
+//! commits' bytes — pipelined acked JetStream publishes, and the embedded log's durable append.
+
+use super::data::{self, Place};
+use super::{Bench, Row, Target};
+use crate::pipeline::Pipeline;
+use crate::server::Settings;
+use anyhow::Context;
+use bytes::Bytes;
+use futures::StreamExt;
+use rectify_domain::{AggregateId, Command, CommandContext, Commit};
+use rectify_eventlog::{EmbeddedLog, EventLog, JetStreamConfig, JetStreamLog};
+use rectify_projector::{Projector, ViewStore};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The write side of a service without HTTP: the log wrapped by the sealer, and the pipeline over it.
+pub struct Stack {
+    pub pipeline: Pipeline,
+    audit: Arc<crate::audit::Audit>,
+    sealer: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    /// Starts sealing on `log` (keys and journal in `dir`) and builds a pipeline over it.
+    pub async fn start(dir: &Path, log: Arc<dyn EventLog>) -> anyhow::Result<Stack> {
+        std::fs::create_dir_all(dir)?;
+        let settings = Settings::new(dir);
+        let (sealing, audit, sealer) = crate::audit::start(&settings, log).await?;
+        let store = ViewStore::open(&dir.join("views"))?;
+        let (_, views) = Projector::new(sealing.clone(), store)?;
+        Ok(Stack { pipeline: Pipeline::new(sealing, views), audit, sealer })
+    }
+
+    /// Seals what is left and stops the sealer.
+    pub async fn stop(self) {
+        self.audit.finish().await;
+        let _ = self.sealer.await;
+    }
+}
+
+type Prepared = (AggregateId, CommandContext, Command);
+
+fn prepare(places: &[Place], run: &str, n: u64) -> Vec<Prepared> {
+    (0..n).map(|i| data::new_problem(places, run, i)).collect()
+}
+
+/// Runs `commands` through `pipeline`, `in_flight` at a time (each on its own task, so deciding and hashing
+/// spread over the cores, as in the service). Returns the elapsed time.
+pub async fn run_pipeline(
+    pipeline: &Pipeline,
+    commands: Vec<Prepared>,
+    in_flight: usize,
+    done: &AtomicU64,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut running = futures::stream::iter(commands)
+        .map(|(id, ctx, command)| {
+            let pipeline = pipeline.clone();
+            tokio::spawn(async move { pipeline.run(&id, &ctx, &command, None).await })
+        })
+        .buffer_unordered(in_flight.max(1));
+    while let Some(outcome) = running.next().await {
+        let accepted = outcome.context("a pipeline task panicked")?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        anyhow::ensure!(!accepted.duplicate, "a fresh command was answered as a duplicate");
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(started.elapsed())
+}
+
+/// Appends pre-built `commits` (each the first of its stream) to `log`, `in_flight` at a time.
+async fn run_raw_appends(
+    log: &EmbeddedLog,
+    commits: Vec<Commit>,
+    in_flight: usize,
+    done: &AtomicU64,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut running = futures::stream::iter(commits)
+        .map(|commit| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(&commit, 0).await })
+        })
+        .buffer_unordered(in_flight.max(1));
+    while let Some(outcome) = running.next().await {
+        outcome.context("an append task panicked")??;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(started.elapsed())
+}
+
+fn rate(n: u64, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Workload 2: the embedded log.
+pub async fn embedded(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+    let n = bench.commands();
+    let c = bench.concurrency;
+    let root = bench.dir.join("w2");
+
+    let commits: Vec<Commit> =
+        (0..n).map(|i| data::new_problem_commit(&bench.places, &format!("{}r", bench.run), i)).collect();
+    let bytes: usize = commits.iter().map(|c| c.encode().len()).sum();
+    let log = EmbeddedLog::open(&root.join("raw")).context("opening the raw embedded log")?;
+    let ticker = bench.ticker("2 raw embedded durable append", n);
+    let raw = run_raw_appends(&log, commits, c, &ticker.count).await?;
+    ticker.finish();
+    log.close().await;
+
+    let log = EmbeddedLog::open(&root.join("pipeline/log")).context("opening the embedded log")?;
+    let stack = Stack::start(&root.join("pipeline"), Arc::new(log.clone())).await?;
+    let commands = prepare(&bench.places, &format!("{}p", bench.run), n);
+    let ticker = bench.ticker("2 command pipeline on the embedded log", n);
+    let piped = run_pipeline(&stack.pipeline, commands, c, &ticker.count).await?;
+    ticker.finish();
+    stack.stop().await;
+    log.close().await;
+
+    let (figure, baseline) = (rate(n, piped), rate(n, raw));
+    Ok(vec![Row::new(
+        "2",
+        format!("command pipeline, embedded log ({n} new problems, {c} in flight)"),
+        figure,
+        "commands/s",
+        format!("EmbeddedLog::append of the same commits (~{} B each)", bytes / n.max(1) as usize),
+        baseline,
+        Target::RatioAtLeast(0.5),
+    )])
+}
+
+/// Workload 1: JetStream (`url`).
+pub async fn jetstream(bench: &Bench, url: &str) -> anyhow::Result<Vec<Row>> {
+    let n = bench.commands();
+    let c = bench.concurrency;
+    let root = bench.dir.join("w1");
+    let tag = bench.run.to_uppercase();
+    let prefix = format!("rectify_bench.{}", bench.run);
+
+    // The raw baseline: the pipeline's own commit bytes, on the subjects the log would use.
+    let raw_prefix = format!("{prefix}.raw");
+    let messages: Vec<(String, Bytes)> = (0..n)
+        .map(|i| {
+            let commit = data::new_problem_commit(&bench.places, &format!("{}r", bench.run), i);
+            let id = commit.stream();
+            let county = id.county();
+            (format!("{raw_prefix}.{}.{county}.{id}", county.prefecture()), Bytes::from(commit.encode()))
+        })
+        .collect();
+    let bytes: usize = messages.iter().map(|(_, p)| p.len()).sum();
+    let raw_stream = format!("RECTIFY_BENCH_RAW_{tag}");
+    let ticker = bench.ticker("1 raw JetStream acked publish", n);
+    let raw = rectify_eventlog::baseline::jetstream_publish(url, &raw_stream, &raw_prefix, messages, c, &ticker.count)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    ticker.finish();
+
+    let config = JetStreamConfig {
+        url: url.to_owned(),
+        stream: format!("RECTIFY_BENCH_{tag}"),
+        subject_prefix: format!("{prefix}.events"),
+        audit_stream: format!("RECTIFY_BENCH_AUDIT_{tag}"),
+        audit_subject_prefix: format!("{prefix}.audit"),
+        ..Default::default()
+    };
+    let streams = [config.stream.clone(), config.audit_stream.clone()];
+    let outcome = async {
+        let log = JetStreamLog::connect(config).await.context("connecting to JetStream")?;
+        let stack = Stack::start(&root, Arc::new(log)).await?;
+        let commands = prepare(&bench.places, &format!("{}p", bench.run), n);
+        let ticker = bench.ticker("1 command pipeline on JetStream", n);
+        let piped = run_pipeline(&stack.pipeline, commands, c, &ticker.count).await;
+        ticker.finish();
+        stack.stop().await;
+        piped
+    }
+    .await;
+    rectify_eventlog::baseline::delete_streams(url, &streams).await;
+    let piped = outcome?;
+
+    let (figure, baseline) = (rate(n, piped), rate(n, raw));
+    Ok(vec![Row::new(
+        "1",
+        format!("command pipeline, JetStream ({n} new problems, {c} in flight)"),
+        figure,
+        "commands/s",
+        format!("pipelined acked publish of the same bytes (~{} B each)", bytes / n.max(1) as usize),
+        baseline,
+        Target::RatioAtLeast(0.5),
+    )])
+}
