@@ -252,3 +252,25 @@ async fn a_small_scenario_loads_through_the_pipeline_to_exactly_its_figures() {
     assert!(page.headers().contains_key("content-security-policy"));
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_step_stops_the_load_and_is_the_error_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plan = generate(&small(), &Regions::guizhou()).unwrap();
+    // One sign-off by the problem's own reporter: separation of duties refuses it.
+    let k = plan.steps.iter().position(|s| matches!(s.command, Command::Accept { .. })).unwrap();
+    let (stream, seq) = (plan.steps[k].stream, plan.steps[k].seq);
+    plan.steps[k].actor = plan.steps.iter().find(|s| s.stream == stream && s.seq == 0).unwrap().actor;
+    let refused = plan.command_id(&plan.steps[k]);
+    let id = plan.streams[stream as usize].clone();
+    let clock = ScenarioClock::new(plan.steps[0].at - chrono::Duration::days(1), plan.as_of);
+    let mut settings = Settings::new(dir.path());
+    settings.clock = clock.clock();
+    let service = Service::start(&settings).await.unwrap();
+    let error = load::load(&service.state.pipeline, Arc::new(plan), 64, |_| {}).await.unwrap_err();
+    assert!(!error.is::<load::Skipped>(), "the refusal is reported, not a step skipped after it: {error:#}");
+    assert!(format!("{error:#}").contains(&refused), "{error:#}");
+    // Nothing after the refused step reached its stream.
+    assert_eq!(service.state.log.read_stream(&id).await.unwrap().len() as u32, seq);
+    service.stop().await;
+}
