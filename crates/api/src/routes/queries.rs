@@ -201,6 +201,18 @@ pub struct LedgerQuery {
     pub overdue: Option<bool>,
     pub listed: Option<bool>,
     pub class: Option<DeadlineClass>,
+    /// Discovered at or after this time.
+    pub reported_from: Option<DateTime<Utc>>,
+    /// Discovered before this time.
+    pub reported_to: Option<DateTime<Utc>>,
+    /// Current deadline at or after this time.
+    pub due_from: Option<DateTime<Utc>>,
+    /// Current deadline before this time.
+    pub due_to: Option<DateTime<Utc>>,
+    /// Signed off at or after this time.
+    pub closed_from: Option<DateTime<Utc>>,
+    /// Signed off before this time.
+    pub closed_to: Option<DateTime<Utc>>,
     /// Cursor: the `next` of the previous page.
     pub after: Option<String>,
     /// Page size, 1–1000 (default 100).
@@ -218,6 +230,14 @@ pub struct LedgerPage {
     pub next: Option<String>,
     /// The log position the views include.
     pub position: u64,
+}
+
+/// Whether `t` lies in `[from, to)`; an unbounded range accepts everything, a bounded one needs a time.
+fn in_range(t: Option<DateTime<Utc>>, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> bool {
+    match (from, to) {
+        (None, None) => true,
+        _ => t.is_some_and(|t| from.is_none_or(|f| t >= f) && to.is_none_or(|e| t < e)),
+    }
 }
 
 fn id_prefix(region: RegionCode) -> String {
@@ -305,6 +325,9 @@ pub async fn ledger(
             && q.overdue.is_none_or(|o| o == (p.overdue && p.status.is_open()))
             && q.listed.is_none_or(|l| l == p.listed)
             && q.class.is_none_or(|c| Some(c) == p.deadline_class)
+            && in_range(Some(p.reported_at), q.reported_from, q.reported_to)
+            && in_range(p.due, q.due_from, q.due_to)
+            && in_range(p.closed_at, q.closed_from, q.closed_to)
     };
     let position = state.views.applied();
     let rows = state.views.store().ledger_page(&id_prefix(region), q.after.as_deref(), limit, keep)?;

@@ -140,6 +140,19 @@ async fn ledger_filters() {
     ] {
         assert_eq!(l.letters(&admin, query).await, expected, "{query}");
     }
+    // Date ranges: B and C are due in 30 days, E yesterday, F tomorrow; only C is signed off (now).
+    let enc = |t: String| t.replace(':', "%3A").replace('+', "%2B");
+    for (query, expected) in [
+        (format!("due_to={}", enc(days(0))), "E"),
+        (format!("due_from={}&due_to={}", enc(days(0)), enc(days(2))), "F"),
+        (format!("due_from={}", enc(days(2))), "BC"),
+        (format!("closed_from={}", enc(days(-1))), "C"),
+        (format!("closed_to={}", enc(days(-1))), ""),
+        (format!("reported_from={}", enc(days(1))), ""),
+        (format!("reported_to={}", enc(days(1))), "ABCDEF"),
+    ] {
+        assert_eq!(l.letters(&admin, &query).await, expected, "{query}");
+    }
     let page = l.page(&admin, "overdue=true").await;
     let e = &page["items"][0];
     assert_eq!(
