@@ -5,6 +5,7 @@ mod api;
 mod app;
 mod audit;
 mod bench;
+mod cluster;
 mod crash;
 mod dashboard;
 mod jetstream;

@@ -30,7 +30,7 @@ enum Cmd {
         #[arg(long, env = "RECTIFY_NATS")]
         nats: Option<String>,
         /// Replicas of the JetStream stream when it is created (3 for a cluster).
-        #[arg(long, default_value_t = 1, requires = "nats")]
+        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
         replicas: usize,
         /// Seconds between deadline sweeps.
         #[arg(long, default_value_t = 60)]
@@ -47,6 +47,9 @@ enum Cmd {
         data_dir: PathBuf,
         #[arg(long, env = "RECTIFY_NATS")]
         nats: Option<String>,
+        /// The stream's replicas (as given to `serve`; a stream with another count is refused).
+        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
+        replicas: usize,
         #[arg(long)]
         check: bool,
     },
@@ -154,10 +157,10 @@ async fn main() -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             rectify_api::run(listener, settings, shutdown_signal()).await
         }
-        Cmd::Rebuild { data_dir, nats, check } => {
+        Cmd::Rebuild { data_dir, nats, replicas, check } => {
             init_logging();
             let mut settings = Settings::new(data_dir);
-            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas: 1 });
+            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
             let outcome = rectify_api::rebuild::rebuild(&settings, check).await?;
             match outcome.first_difference {
                 Some(diff) => anyhow::bail!("the views differ from a rebuild at position {}: {diff}", outcome.position),

@@ -48,6 +48,14 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// A stream as the pipeline loads it for a command.
+enum Loaded {
+    /// Its state and the position of its last commit.
+    Fresh(State, u64),
+    /// It already holds the command: the first answer.
+    Done(Accepted),
+}
+
 /// Runs commands against the log.
 #[derive(Clone)]
 pub struct Pipeline {
@@ -67,6 +75,30 @@ impl Pipeline {
         let records = self.log.read_stream(id).await?;
         let last = records.last().map_or(0, |r| r.position);
         Ok((State::replay(records.iter().flat_map(|r| &r.commit.events)), last))
+    }
+
+    /// [`load`](Self::load), unless the stream already holds `ctx`'s command: a retry that reaches another
+    /// process (which neither appended it nor has it in its views yet) gets the first answer, not a refusal
+    /// decided on the state the command itself produced.
+    async fn load_unless_done(&self, id: &AggregateId, ctx: &CommandContext) -> Result<Loaded, ApiError> {
+        let records = self.log.read_stream(id).await?;
+        if let Some(done) = records.iter().find(|r| r.commit.command_id() == ctx.command_id) {
+            let owner = done.commit.events.first().map(|e| e.actor.id.as_str());
+            if owner.is_some_and(|owner| owner != ctx.actor.id) {
+                return Err(ApiError::invalid(
+                    "Idempotency-Key",
+                    "`Idempotency-Key` was already used by another actor",
+                ));
+            }
+            return Ok(Loaded::Done(Accepted {
+                id: id.clone(),
+                version: done.commit.last_version(),
+                position: done.position,
+                duplicate: true,
+            }));
+        }
+        let last = records.last().map_or(0, |r| r.position);
+        Ok(Loaded::Fresh(State::replay(records.iter().flat_map(|r| &r.commit.events)), last))
     }
 
     async fn answer(&self, appended: Appended, id: &AggregateId) -> Result<Accepted, ApiError> {
@@ -124,10 +156,10 @@ impl Pipeline {
         }
         let (mut state, mut last, mut fresh) = match self.cache.get(id) {
             Some((state, last)) => (state, last, false),
-            None => {
-                let (state, last) = self.load(id).await?;
-                (state, last, true)
-            }
+            None => match self.load_unless_done(id, ctx).await? {
+                Loaded::Fresh(state, last) => (state, last, true),
+                Loaded::Done(first) => return Ok(first),
+            },
         };
         let mut retried = false;
         loop {
@@ -163,7 +195,10 @@ impl Pipeline {
                 }
                 None => {}
             }
-            (state, last) = self.load(id).await?;
+            (state, last) = match self.load_unless_done(id, ctx).await? {
+                Loaded::Fresh(state, last) => (state, last),
+                Loaded::Done(first) => return Ok(first),
+            };
             fresh = true;
         }
     }

@@ -134,7 +134,9 @@ impl JetStreamLog {
         let deadline = Instant::now() + config.timeout;
         let client = loop {
             let remaining = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-            match client_options(&config, connections.clone(), remaining).connect(config.url.as_str()).await {
+            // A cluster is given as comma-separated URLs; the client also learns the other nodes from them.
+            let urls: Vec<&str> = config.url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+            match client_options(&config, connections.clone(), remaining).connect(urls.as_slice()).await {
                 Ok(client) => break client,
                 Err(e) => match e.kind() {
                     ConnectErrorKind::ServerParse => {
@@ -149,54 +151,18 @@ impl JetStreamLog {
             }
         };
         let context = jetstream::ContextBuilder::new().timeout(config.timeout).build(client.clone());
-
-        let deadline = Instant::now() + config.timeout;
-        let existing = loop {
-            match context.get_stream(&config.stream).await {
-                Ok(stream) => break Some(stream),
-                Err(e) => match e.kind() {
-                    jetstream::context::GetStreamErrorKind::JetStream(js)
-                        if js.error_code() == ErrorCode::STREAM_NOT_FOUND =>
-                    {
-                        break None;
-                    }
-                    _ if is_unavailable(&e) && Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    _ if is_unavailable(&e) => return Err(unavailable(e.to_string())),
-                    _ => return Err(JetStreamError::Failed(format!("looking up stream {}: {e}", config.stream))),
-                },
+        // Creating a replicated stream waits for the cluster (and, while several processes start at once, for
+        // each other's creation): keep trying for a while before giving up.
+        let deadline = Instant::now() + config.timeout.max(STARTUP_WAIT);
+        let (stream, audit) = loop {
+            match ensure_streams(&client, &context, &config).await {
+                Err(JetStreamError::Unavailable { reason, .. }) if Instant::now() < deadline => {
+                    tracing::debug!(%reason, "JetStream not ready yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                other => break other?,
             }
         };
-        check_server(&client.server_info().version, config.replicas)?;
-
-        let wanted = stream_config(&config);
-        let stream = match existing {
-            Some(stream) => stream,
-            None => match context.create_stream(wanted.clone()).await {
-                Ok(stream) => {
-                    tracing::info!(stream = %config.stream, replicas = config.replicas, "created JetStream stream");
-                    stream
-                }
-                // Another process may have created it meanwhile: look again and check what it made.
-                Err(create) => match context.get_stream(&config.stream).await {
-                    Ok(stream) => stream,
-                    Err(_) if is_unavailable(&create) => return Err(unavailable(create.to_string())),
-                    Err(_) => {
-                        return Err(JetStreamError::Failed(format!("creating stream {}: {create}", config.stream)));
-                    }
-                },
-            },
-        };
-        let differences = differences(&stream.cached_info().config, &wanted);
-        if !differences.is_empty() {
-            return Err(JetStreamError::StreamMismatch {
-                stream: config.stream.clone(),
-                differences: differences.join("; "),
-            });
-        }
-
-        let audit = audit::ensure_stream(&context, &config).await?;
 
         let inbox = client.new_inbox();
         let consumer_prefix = format!("rectify_{}", inbox.rsplit('.').next().unwrap_or("x"));
@@ -224,6 +190,67 @@ impl JetStreamLog {
     pub fn server_version(&self) -> String {
         self.inner.client.server_info().version
     }
+}
+
+/// How long [`JetStreamLog::connect`] keeps trying to find or create the streams while the server (a cluster
+/// electing its leaders, another process creating the same stream) does not answer.
+const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
+/// Finds the event and audit streams, creating them if missing, and refuses ones with another configuration.
+async fn ensure_streams(
+    client: &async_nats::Client,
+    context: &jetstream::Context,
+    config: &JetStreamConfig,
+) -> Result<(Stream, Stream), JetStreamError> {
+    let unavailable = |reason: String| JetStreamError::Unavailable { url: config.url.clone(), reason };
+    let deadline = Instant::now() + config.timeout;
+    let existing = loop {
+        match context.get_stream(&config.stream).await {
+            Ok(stream) => break Some(stream),
+            Err(e) => match e.kind() {
+                jetstream::context::GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    break None;
+                }
+                _ if is_unavailable(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                _ if is_unavailable(&e) => return Err(unavailable(e.to_string())),
+                _ => return Err(JetStreamError::Failed(format!("looking up stream {}: {e}", config.stream))),
+            },
+        }
+    };
+    check_server(&client.server_info().version, config.replicas)?;
+
+    let wanted = stream_config(config);
+    let stream = match existing {
+        Some(stream) => stream,
+        None => match context.create_stream(wanted.clone()).await {
+            Ok(stream) => {
+                tracing::info!(stream = %config.stream, replicas = config.replicas, "created JetStream stream");
+                stream
+            }
+            // Another process may have created it meanwhile: look again and check what it made.
+            Err(create) => match context.get_stream(&config.stream).await {
+                Ok(stream) => stream,
+                Err(_) if is_unavailable(&create) => return Err(unavailable(create.to_string())),
+                Err(_) => {
+                    return Err(JetStreamError::Failed(format!("creating stream {}: {create}", config.stream)));
+                }
+            },
+        },
+    };
+    let differences = differences(&stream.cached_info().config, &wanted);
+    if !differences.is_empty() {
+        return Err(JetStreamError::StreamMismatch {
+            stream: config.stream.clone(),
+            differences: differences.join("; "),
+        });
+    }
+
+    let audit = audit::ensure_stream(context, config).await?;
+    Ok((stream, audit))
 }
 
 /// The pause between first connection attempts (a refused connection fails at once).
@@ -664,6 +691,9 @@ impl EventLog for JetStreamLog {
     }
 }
 
+/// How long the tail waits for its consumer's next message before checking that the log has nothing more.
+const TAIL_STALL: Duration = Duration::from_secs(2);
+
 /// The live tail: a named ordered consumer, reopened at the next position after any failure.
 struct Tail {
     inner: Arc<Inner>,
@@ -703,6 +733,16 @@ impl Tail {
                 _ = self.connections.changed() => {
                     tracing::debug!("reconnected to NATS; reopening the tail's consumer");
                     self.close();
+                    continue;
+                }
+                // The client notices a consumer lost with its server (a cluster's stream leader killed) only
+                // after two missed idle heartbeats, 30 s: when nothing came for a while but the log has more,
+                // reopen it at once.
+                _ = tokio::time::sleep(TAIL_STALL) => {
+                    if self.inner.head().await.is_ok_and(|head| head >= self.next) {
+                        tracing::debug!(next = self.next, "the tail's consumer stalled behind the head; reopening");
+                        self.close();
+                    }
                     continue;
                 }
             };

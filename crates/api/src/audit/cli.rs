@@ -21,6 +21,9 @@ pub enum AuditCmd {
         data_dir: PathBuf,
         #[arg(long, env = "RECTIFY_NATS")]
         nats: Option<String>,
+        /// The stream's replicas (as given to `serve`).
+        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
+        replicas: usize,
         /// Trust file(s) besides `<data dir>/trust.json`.
         #[arg(long)]
         trust: Vec<PathBuf>,
@@ -37,6 +40,9 @@ pub enum AuditCmd {
         data_dir: PathBuf,
         #[arg(long, env = "RECTIFY_NATS")]
         nats: Option<String>,
+        /// The stream's replicas (as given to `serve`).
+        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
+        replicas: usize,
         #[arg(long, conflicts_with_all = ["region", "all"])]
         problem: Option<String>,
         #[arg(long, conflicts_with = "all")]
@@ -61,17 +67,17 @@ pub enum AuditCmd {
     },
 }
 
-fn settings(data_dir: PathBuf, nats: Option<String>) -> Settings {
+fn settings(data_dir: PathBuf, nats: Option<String>, replicas: usize) -> Settings {
     let mut settings = Settings::new(data_dir);
-    settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas: 1 });
+    settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
     settings
 }
 
 /// Runs one audit subcommand; `Ok(false)` means "found problems" (exit non-zero).
 pub async fn run(command: AuditCmd) -> anyhow::Result<bool> {
     match command {
-        AuditCmd::Verify { data_dir, nats, trust, json, no_views } => {
-            let settings = settings(data_dir, nats);
+        AuditCmd::Verify { data_dir, nats, replicas, trust, json, no_views } => {
+            let settings = settings(data_dir, nats, replicas);
             let outcome = verify(&settings, &Options { trust, views: !no_views, progress: true }).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome)?);
@@ -83,7 +89,7 @@ pub async fn run(command: AuditCmd) -> anyhow::Result<bool> {
         AuditCmd::Export { all: false, problem: None, region: None, .. } => {
             anyhow::bail!("choose what to export: --problem ID, --region CODE or --all")
         }
-        AuditCmd::Export { data_dir, nats, problem, region, all: _, out } => {
+        AuditCmd::Export { data_dir, nats, replicas, problem, region, all: _, out } => {
             let selection = match (problem, region) {
                 (Some(p), _) => {
                     Selection::Problem(AggregateId::parse(&p).with_context(|| format!("bad problem id {p}"))?)
@@ -91,7 +97,7 @@ pub async fn run(command: AuditCmd) -> anyhow::Result<bool> {
                 (None, Some(r)) => Selection::Region(RegionCode::parse(&r).with_context(|| format!("bad region {r}"))?),
                 (None, None) => Selection::All,
             };
-            let settings = settings(data_dir, nats);
+            let settings = settings(data_dir, nats, replicas);
             let count = match out {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(

@@ -222,6 +222,18 @@ struct Task {
 impl Task {
     /// Seals the journal's unsealed intents that are on the log; returns how many.
     async fn recover(&mut self, open: HashMap<String, AggregateId>) -> usize {
+        let found = self.find_appended(open).await;
+        while !self.batch.is_empty() {
+            if !self.seal().await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        found
+    }
+
+    /// Looks the intents up on the log and adds those that were appended to the batch; intents whose stream
+    /// cannot be read stay open.
+    async fn find_appended(&mut self, open: HashMap<String, AggregateId>) -> usize {
         let mut by_stream: HashMap<AggregateId, HashSet<String>> = HashMap::new();
         for (hash, stream) in open {
             by_stream.entry(stream).or_default().insert(hash);
@@ -243,11 +255,6 @@ impl Task {
                         self.open.insert(hash, Open { stream: stream.clone(), since: Instant::now() });
                     }
                 }
-            }
-        }
-        while !self.batch.is_empty() {
-            if !self.seal().await {
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         found
@@ -274,6 +281,11 @@ impl Task {
                     while let Ok(m) = rx.try_recv() {
                         self.handle(m).await;
                     }
+                    // Every append has returned by now: an intent still open got no answer from the log (a
+                    // timeout during a leader election). Look it up now instead of at the next start.
+                    let open: HashMap<String, AggregateId> =
+                        self.open.drain().map(|(hash, open)| (hash, open.stream)).collect();
+                    self.find_appended(open).await;
                     let mut tries = 0;
                     while !self.batch.is_empty() && tries < 10 {
                         if !self.seal().await {
