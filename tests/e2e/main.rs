@@ -8,6 +8,7 @@ mod bench;
 mod cluster;
 mod crash;
 mod dashboard;
+mod deploy;
 mod jetstream;
 mod lifecycle;
 mod views;
