@@ -9,6 +9,7 @@ mod cluster;
 mod crash;
 mod dashboard;
 mod deploy;
+mod faults;
 mod jetstream;
 mod lifecycle;
 mod views;

@@ -31,6 +31,9 @@ pub enum ApiError {
     InvalidState(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The disk is full or read-only: the command was not recorded.
+    #[error("the service cannot write to its disk ({0}); the command was not recorded")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Timeout(String),
     #[error(transparent)]
@@ -68,6 +71,9 @@ impl ApiError {
             ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid-state", "Not allowed in the current state"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", "Timed out"),
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage", "Insufficient storage")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
@@ -143,6 +149,10 @@ impl From<AppendError> for ApiError {
         match e {
             AppendError::Conflict { .. } => ApiError::Conflict(e.to_string()),
             AppendError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            AppendError::Failed(reason) if storage_error(&reason) => {
+                tracing::error!(%reason, "cannot write: the disk is full or read-only");
+                ApiError::InsufficientStorage(storage_reason(&reason).unwrap_or("storage failure").into())
+            }
             AppendError::Failed(_) => ApiError::Internal(e.into()),
         }
     }
@@ -152,4 +162,23 @@ impl From<rectify_projector::StoreError> for ApiError {
     fn from(e: rectify_projector::StoreError) -> ApiError {
         ApiError::Internal(e.into())
     }
+}
+
+/// How the OS says that a disk takes no more writes (ENOSPC, EDQUOT, EROFS), as it appears (lower-cased) in
+/// an error's text, whether displayed or debug-printed.
+const STORAGE_ERRORS: [&str; 4] =
+    ["no space left on device", "disk quota exceeded", "read-only file system", "short write to the seal journal"];
+
+/// Whether a failure of the log is the disk refusing writes.
+fn storage_error(reason: &str) -> bool {
+    storage_reason(reason).is_some()
+}
+
+/// What a client is told about it (the paths and details stay in the service's log).
+fn storage_reason(reason: &str) -> Option<&'static str> {
+    let reason = reason.to_lowercase();
+    STORAGE_ERRORS.iter().find(|needle| reason.contains(*needle)).map(|n| match *n {
+        "short write to the seal journal" => "no space left on device",
+        other => other,
+    })
 }

@@ -64,12 +64,23 @@ impl Journal {
             .with_context(|| format!("opening the seal journal {}", path.display()))
     }
 
-    fn write(file: &mut File, line: &Line) {
+    /// Appends one line with one `write(2)`. A line the disk had no room for is cut off again, so that it
+    /// cannot swallow the next line when a reader splits the file into lines.
+    fn write(file: &mut File, line: &Line) -> std::io::Result<()> {
         let mut bytes = serde_json::to_vec(line).expect("journal lines serialize");
         bytes.push(b'\n');
-        if let Err(error) = file.write_all(&bytes) {
-            tracing::error!(%error, "cannot write the seal journal; a crash now could leave commits unsealed");
+        let result = match file.write(&bytes) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => {
+                let cut = file.metadata().and_then(|m| file.set_len(m.len().saturating_sub(n as u64)));
+                cut.and(Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "short write to the seal journal")))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(error) = &result {
+            tracing::error!(%error, "cannot write the seal journal");
         }
+        result
     }
 
     /// Replaces the journal with `open` intents only.
@@ -77,7 +88,7 @@ impl Journal {
         let tmp = self.path.with_extension("tmp");
         let mut out = File::create(&tmp)?;
         for (hash, o) in open {
-            Journal::write(&mut out, &Line::Intent { hash: hash.clone(), stream: o.stream.to_string() });
+            Journal::write(&mut out, &Line::Intent { hash: hash.clone(), stream: o.stream.to_string() })?;
         }
         out.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -167,13 +178,16 @@ impl Sealer {
         }
     }
 
-    fn intend(&self, commit: &Commit) {
+    /// Journals the intent to append `commit`; an error means it must not be appended (a crash could leave
+    /// it unsealed for good, which `audit verify` reports as forged).
+    fn intend(&self, commit: &Commit) -> std::io::Result<()> {
         let hash = commit.last_hash().to_owned();
         let stream = commit.stream().clone();
         // Written and announced under the lock, so a compaction (which holds it) sees every written intent.
         let mut file = self.journal.file.lock().expect("journal lock");
-        Journal::write(&mut file, &Line::Intent { hash: hash.clone(), stream: stream.to_string() });
+        Journal::write(&mut file, &Line::Intent { hash: hash.clone(), stream: stream.to_string() })?;
         let _ = self.tx.send(Msg::Intent { hash, stream });
+        Ok(())
     }
 }
 
@@ -357,7 +371,8 @@ impl Task {
                 self.batch.clear();
                 let hashes = std::mem::take(&mut self.batch_hashes);
                 let mut file = self.journal.file.lock().expect("journal lock");
-                Journal::write(&mut file, &Line::Sealed { hashes });
+                // Unwritten, the intents stay open in the journal and are sealed again after a restart.
+                let _ = Journal::write(&mut file, &Line::Sealed { hashes });
                 let big = file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false);
                 if big && let Err(error) = self.journal.rewrite(&mut file, &self.open) {
                     tracing::error!(%error, "cannot compact the seal journal");
@@ -407,7 +422,9 @@ impl SealingLog {
 #[async_trait]
 impl EventLog for SealingLog {
     async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
-        self.sealer.intend(commit);
+        if let Err(error) = self.sealer.intend(commit) {
+            return Err(AppendError::Failed(format!("cannot journal the commit for sealing: {error}")));
+        }
         let result = self.inner.append(commit, expected).await;
         let hash = commit.last_hash().to_owned();
         let msg = match &result {
