@@ -36,6 +36,9 @@ pub enum ApiError {
     InsufficientStorage(String),
     #[error("{0}")]
     Timeout(String),
+    /// Over the rate limit of the token (see `edge`).
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -71,6 +74,7 @@ impl ApiError {
             ApiError::InvalidState(_) => (StatusCode::CONFLICT, "invalid-state", "Not allowed in the current state"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             ApiError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout", "Timed out"),
+            ApiError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             ApiError::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient-storage", "Insufficient storage")
             }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod bench;
 pub mod demo;
+pub mod edge;
 pub mod error;
 pub mod json;
 pub mod pipeline;

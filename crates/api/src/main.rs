@@ -39,6 +39,15 @@ enum Cmd {
         /// until the new ones have caught up). Happens by itself when the view schema changed.
         #[arg(long)]
         rebuild_views: bool,
+        /// Requests per second each token may make on average (429 beyond it); none by default.
+        #[arg(long, env = "RECTIFY_RATE_LIMIT")]
+        rate_limit: Option<f64>,
+        /// Requests a token may make at once before the rate limit applies.
+        #[arg(long, default_value_t = 100, env = "RECTIFY_RATE_BURST")]
+        rate_burst: u32,
+        /// An origin allowed to call the API from a browser (repeatable or comma-separated); none by default.
+        #[arg(long, env = "RECTIFY_CORS_ORIGINS", value_delimiter = ',')]
+        cors_origin: Vec<String>,
     },
     /// Builds the views anew from the log (the service must be stopped), then switches to them; with
     /// `--check`, only compares them with the current views and exits non-zero on any difference.
@@ -145,13 +154,29 @@ fn token_scope(
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { data_dir, listen, nats, replicas, overdue_interval, rebuild_views } => {
+        Cmd::Serve {
+            data_dir,
+            listen,
+            nats,
+            replicas,
+            overdue_interval,
+            rebuild_views,
+            rate_limit,
+            rate_burst,
+            cors_origin,
+        } => {
             init_logging();
             let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
             let mut settings = Settings::new(data_dir);
             settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
             settings.overdue_interval = std::time::Duration::from_secs(overdue_interval.max(1));
             settings.rebuild_views = rebuild_views;
+            anyhow::ensure!(rate_limit.is_none_or(|r| r > 0.0), "--rate-limit must be positive");
+            anyhow::ensure!(!cors_origin.iter().any(|o| o == "*"), "--cors-origin takes origins, not `*`");
+            settings.edge = rectify_api::edge::EdgeSettings {
+                rate_limit: rate_limit.map(|per_second| rectify_api::edge::RateLimit { per_second, burst: rate_burst }),
+                cors_origins: cors_origin,
+            };
             let addr = listener.local_addr()?;
             println!("listening on http://{addr}");
             std::io::stdout().flush()?;

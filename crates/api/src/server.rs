@@ -38,6 +38,8 @@ pub struct Settings {
     pub clock: Clock,
     /// Rebuild the views at start (beside the current ones, which keep serving until the switch).
     pub rebuild_views: bool,
+    /// Rate limit per token and CORS origins (none of either by default).
+    pub edge: crate::edge::EdgeSettings,
 }
 
 impl Settings {
@@ -50,6 +52,7 @@ impl Settings {
             overdue_interval: Duration::from_secs(60),
             clock: crate::watcher::system_clock(),
             rebuild_views: false,
+            edge: Default::default(),
         }
     }
 }
@@ -102,6 +105,7 @@ pub struct Service {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     sealer_task: tokio::task::JoinHandle<()>,
+    edge: Arc<crate::edge::Edge>,
 }
 
 impl Service {
@@ -154,12 +158,13 @@ impl Service {
             tokio::spawn(audit.follow(stopped(stop_rx.clone()))),
             tokio::spawn(watcher.run(settings.overdue_interval, stopped(stop_rx))),
         ];
-        Ok(Service { state, stop, tasks, sealer_task })
+        Ok(Service { state, stop, tasks, sealer_task, edge: crate::edge::Edge::new(settings.edge.clone()) })
     }
 
-    /// The router over this service's state.
+    /// The router over this service's state, behind the edge (rate limit, CORS).
     pub fn router(&self) -> axum::Router {
-        crate::router(self.state.clone())
+        let edge = axum::middleware::from_fn_with_state((self.state.clone(), self.edge.clone()), crate::edge::edge);
+        crate::router(self.state.clone()).layer(edge)
     }
 
     /// Stops the background tasks and waits for them (the projector flushes its views).

@@ -18,3 +18,6 @@ mod auth;
 
 #[path = "router/ledger.rs"]
 mod ledger;
+
+#[path = "router/edge.rs"]
+mod edge;
