@@ -121,7 +121,8 @@ async fn the_views_change_subject_and_one_overdue_event_with_two_instances() {
     let token = a.token("county_bureau", Some(COUNTY), None);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut changes = client.subscribe("rectify.views.changed").await.unwrap();
-    client.flush().await.unwrap();
+    // A request on the same connection returns after the server has registered the subscription.
+    client.request("$JS.API.STREAM.NAMES", "".into()).await.unwrap();
 
     let created = report(&a, &token).await;
     let id = created["id"].as_str().unwrap().to_owned();

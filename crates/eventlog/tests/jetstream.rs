@@ -227,7 +227,9 @@ async fn another_client_sees_the_commit_on_the_documented_subject() {
     let log = connect(&server).await;
     let js = raw_client(&server).await;
     let mut sub = js.client().subscribe("rectify.events.520100.520102.>").await.unwrap();
-    js.client().flush().await.unwrap();
+    // `flush` only writes the SUB out; a request on the same connection returns after the server has
+    // processed it, so the subscription is in place before the other connection publishes.
+    js.get_stream("RECTIFY_EVENTS").await.unwrap();
     let mut p = Problem::new();
     let commit = p.append_next(&log).await;
     let subject = format!("rectify.events.520100.520102.{}", p.id);
