@@ -49,6 +49,8 @@ pub const MAX_BATCH: usize = 1024;
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Appends waiting for the writer before `append` itself waits (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
+/// Bytes of sled's page cache.
+const CACHE_BYTES: u64 = 64 << 20;
 /// How many records a tail reads from the tree at a time.
 const TAIL_CHUNK: usize = 256;
 
@@ -179,7 +181,9 @@ impl EmbeddedLog {
     /// Panics outside a tokio runtime. sled locks the directory: one process, one open log per directory.
     pub fn open(dir: &Path) -> Result<EmbeddedLog, OpenError> {
         let storage = |source| OpenError::Storage { path: dir.to_owned(), source };
-        let db = sled::Config::new().path(dir).open().map_err(storage)?;
+        // sled caches up to 1 GB by default: a service that reads its whole log at start (the audit index)
+        // would keep all of it in memory. Recent commits are what appends and tails read.
+        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(storage)?;
         let tree = db.open_tree(TREE).map_err(storage)?;
         let audit = audit::AuditTree::open(&db).map_err(storage)?;
         let head = match tree.scan_prefix([key::COMMIT]).keys().next_back() {

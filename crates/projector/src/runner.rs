@@ -2,15 +2,71 @@
 //! then announce what changed (for read-your-writes waits and live feeds).
 
 use crate::store::{StoreError, ViewStore};
-use crate::views::Changes;
+use crate::views::{Changes, CounterKey, Counters, LedgerRow, ViewRead};
 use futures::StreamExt;
+use rectify_domain::AggregateId;
 use rectify_eventlog::{EventLog, ReadError, Record};
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
-/// Most commits folded into one sled batch.
+/// Most commits folded into one sled batch while following the log.
 const BATCH: usize = 2048;
+/// Most commits folded into one sled batch while catching up (a rebuild): a problem's events are usually
+/// close together in the log, so a bigger batch writes each touched row once for several of its events.
+const CATCH_UP_BATCH: usize = 8192;
+/// Ledger rows kept in memory between batches (the counter rows, far fewer, are all kept).
+const LEDGER_CACHE: usize = 16_384;
+
+/// The rows the last batches wrote, so that the next batch need not read (and decode) them from sled.
+/// Only the projector writes its store, so what it wrote is what the store holds.
+#[derive(Default)]
+struct Cache {
+    ledger: HashMap<AggregateId, LedgerRow>,
+    counters: HashMap<CounterKey, Counters>,
+}
+
+impl Cache {
+    /// Takes in what a committed batch wrote.
+    /// Every row of the batch is kept (a catch-up folds the next batch while this one is being written, and
+    /// reads what this one wrote from here); older rows are dropped when the cache is full.
+    fn absorb(&mut self, changes: &Changes) {
+        if self.ledger.len() + changes.ledger.len() > LEDGER_CACHE {
+            self.ledger.clear();
+        }
+        for (id, row) in &changes.ledger {
+            self.ledger.insert(id.clone(), row.clone());
+        }
+        for (key, counters) in &changes.counters {
+            self.counters.insert(key.clone(), *counters);
+        }
+    }
+}
+
+/// The store as seen through the cache.
+struct Cached<'a> {
+    store: &'a ViewStore,
+    cache: &'a Cache,
+}
+
+impl ViewRead for Cached<'_> {
+    type Error = StoreError;
+
+    fn ledger(&self, id: &AggregateId) -> Result<Option<LedgerRow>, StoreError> {
+        match self.cache.ledger.get(id) {
+            Some(row) => Ok(Some(row.clone())),
+            None => self.store.ledger_row(id),
+        }
+    }
+
+    fn counters(&self, key: &CounterKey) -> Result<Counters, StoreError> {
+        match self.cache.counters.get(key) {
+            Some(c) => Ok(*c),
+            None => self.store.counter(key),
+        }
+    }
+}
 
 /// What one applied batch changed: the new checkpoint, the ledger rows and the counter rows touched.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +89,8 @@ pub enum ProjectorError {
 pub struct Projector {
     log: Arc<dyn EventLog>,
     store: Arc<RwLock<ViewStore>>,
+    /// Rows of `store` written by the last batches.
+    cache: Mutex<Cache>,
     applied: watch::Sender<u64>,
     changes: broadcast::Sender<Arc<Applied>>,
 }
@@ -75,7 +133,7 @@ impl Projector {
         let (changes, _) = broadcast::channel(1024);
         let store = Arc::new(RwLock::new(store));
         let handle = ProjectorHandle { store: store.clone(), applied: applied_rx, changes: changes.clone() };
-        Ok((Projector { log, store, applied, changes }, handle))
+        Ok((Projector { log, store, cache: Mutex::default(), applied, changes }, handle))
     }
 
     fn store(&self) -> ViewStore {
@@ -93,38 +151,62 @@ impl Projector {
         let head = self.log.head().await?;
         builder.catch_up_to(head, |at| progress(at, head)).await?;
         let position = next.checkpoint()?;
+        *self.cache.lock().expect("cache lock") = Cache::default();
         *self.store.write().expect("store lock") = next;
         self.applied.send_replace(position);
         let _ = self.changes.send(Arc::new(Applied { position, problems: vec![], counters: vec!["*".into()] }));
         Ok(position)
     }
 
+    /// Folds the records after `checkpoint` over the store seen through the cache; `None` if there are none.
+    fn fold(
+        &self,
+        store: &ViewStore,
+        cache: &Cache,
+        checkpoint: u64,
+        records: &[Record],
+    ) -> Result<Option<(Changes, u64)>, StoreError> {
+        let mut changes = Changes::default();
+        let mut last = checkpoint;
+        let base = Cached { store, cache };
+        for record in records.iter().filter(|r| r.position > checkpoint) {
+            for env in &record.commit.events {
+                changes.apply(&base, record.position, env)?;
+            }
+            last = record.position;
+        }
+        Ok((last > checkpoint).then_some((changes, last)))
+    }
+
+    /// Tells readers that the views include `position`.
+    fn announce(&self, applied: Applied) -> Arc<Applied> {
+        self.applied.send_replace(applied.position);
+        let applied = Arc::new(applied);
+        // Nobody listening is fine.
+        let _ = self.changes.send(applied.clone());
+        applied
+    }
+
     /// Folds `records` (in log order) into the views in one batch with the checkpoint.
     fn apply(&self, records: &[Record]) -> Result<Option<Arc<Applied>>, StoreError> {
         let store = self.store();
         let checkpoint = store.checkpoint()?;
-        let mut changes = Changes::default();
-        let mut last = checkpoint;
-        for record in records.iter().filter(|r| r.position > checkpoint) {
-            for env in &record.commit.events {
-                changes.apply(&store, record.position, env)?;
-            }
-            last = record.position;
-        }
-        if last == checkpoint {
+        let mut cache = self.cache.lock().expect("cache lock");
+        let Some((changes, last)) = self.fold(&store, &cache, checkpoint, records)? else {
             return Ok(None);
+        };
+        if let Err(e) = store.commit(&changes, last) {
+            // Whether any of it reached the store is unknown: read everything from the store again.
+            *cache = Cache::default();
+            return Err(e);
         }
-        store.commit(&changes, last)?;
-        self.applied.send_replace(last);
-        let applied = Applied {
+        cache.absorb(&changes);
+        drop(cache);
+        Ok(Some(self.announce(Applied {
             position: last,
             problems: changes.ledger.keys().map(|id| id.to_string()).collect(),
             counters: changes.counters.keys().map(|k| k.encode()).collect(),
-        };
-        let applied = Arc::new(applied);
-        // Nobody listening is fine.
-        let _ = self.changes.send(applied.clone());
-        Ok(Some(applied))
+        })))
     }
 
     /// Applies everything up to the log's current head, then returns it.
@@ -136,19 +218,77 @@ impl Projector {
     /// Applies everything up to position `until` (or the head, if that is earlier), calling `progress` with
     /// the checkpoint after each batch; returns the final checkpoint.
     pub async fn catch_up_to(&self, until: u64, mut progress: impl FnMut(u64)) -> Result<u64, ProjectorError> {
-        loop {
-            let from = self.store().checkpoint()? + 1;
-            if from > until {
-                return Ok(from - 1);
-            }
-            let max = usize::try_from(until - from + 1).unwrap_or(usize::MAX).min(BATCH);
-            let records = self.log.read_from(from, max).await?;
-            if records.is_empty() {
-                return Ok(from - 1);
-            }
-            self.apply(&records)?;
-            progress(self.store().checkpoint()?);
+        let from = self.store().checkpoint()? + 1;
+        if from > until {
+            return Ok(from - 1);
         }
+        // A reader task reads (and decodes) the next batch while this one is folded and written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Record>, ReadError>>(1);
+        let log = self.log.clone();
+        let reader = tokio::spawn(async move {
+            let mut from = from;
+            while from <= until {
+                let max = usize::try_from(until - from + 1).unwrap_or(usize::MAX).min(CATCH_UP_BATCH);
+                let records = log.read_from(from, max).await;
+                let next = match &records {
+                    Ok(r) if r.is_empty() => None,
+                    Ok(r) => r.last().map(|r| r.position + 1),
+                    Err(_) => None,
+                };
+                let stop = next.is_none();
+                if tx.send(records).await.is_err() || stop {
+                    return;
+                }
+                from = next.expect("checked above");
+            }
+        });
+        // And each batch is written (on a blocking thread) while the next one is folded: the fold reads
+        // what the batch in flight wrote from the cache, which holds all of it.
+        let mut writing: Option<tokio::task::JoinHandle<Result<u64, StoreError>>> = None;
+        let outcome = async {
+            let store = self.store();
+            let mut checkpoint = from - 1;
+            while let Some(records) = rx.recv().await {
+                let records = records?;
+                if records.is_empty() {
+                    break;
+                }
+                let folded = {
+                    let mut cache = self.cache.lock().expect("cache lock");
+                    let folded = self.fold(&store, &cache, checkpoint, &records);
+                    if let Ok(Some((changes, _))) = &folded {
+                        cache.absorb(changes);
+                    }
+                    folded
+                };
+                let Some((changes, last)) = folded? else { continue };
+                if let Some(done) = writing.take() {
+                    let at = done.await.expect("a view write panicked")?;
+                    // A catch-up batch changes most of the views: listing every row would only cost time.
+                    self.announce(Applied { position: at, problems: vec![], counters: vec!["*".into()] });
+                    progress(at);
+                }
+                let target = store.clone();
+                writing = Some(tokio::task::spawn_blocking(move || target.commit(&changes, last).map(|()| last)));
+                checkpoint = last;
+            }
+            if let Some(done) = writing.take() {
+                let at = done.await.expect("a view write panicked")?;
+                self.announce(Applied { position: at, problems: vec![], counters: vec!["*".into()] });
+                progress(at);
+            }
+            Ok(self.store().checkpoint()?)
+        }
+        .await;
+        if let Some(done) = writing {
+            // Failed while a write was in flight: let it finish before anyone reads the store again.
+            let _ = done.await;
+        }
+        if outcome.is_err() {
+            *self.cache.lock().expect("cache lock") = Cache::default();
+        }
+        reader.abort();
+        outcome
     }
 
     /// Follows the log until `shutdown` resolves, resuming after log errors with a backoff.

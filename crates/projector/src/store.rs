@@ -2,18 +2,22 @@
 //! crash never double-counts or skips.
 //!
 //! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>` → counters, `i:<command id>` → command result,
-//! `m:checkpoint` → last applied log position (big-endian u64). Values are JSON.
+//! `m:checkpoint` → last applied log position (big-endian u64). Values are JSON; counters are stored as
+//! the array of their figures in declaration order ([`Counters::to_array`]).
 
 use crate::views::{Changes, CounterKey, Counters, LedgerRow, ViewRead};
 use rectify_domain::AggregateId;
 use std::path::Path;
 
 const CHECKPOINT: &[u8] = b"m:checkpoint";
+/// Bytes of sled's page cache for the views.
+const CACHE_BYTES: u64 = 64 << 20;
 const SCHEMA: &[u8] = b"m:schema";
 
 /// The version of the views' layout and meaning. Bump it whenever a fold or a key changes: a projector
 /// that finds another version rebuilds its views from the log (beside the old ones) before using them.
-pub const VIEW_SCHEMA: u32 = 1;
+/// 2: counters stored as arrays.
+pub const VIEW_SCHEMA: u32 = 2;
 
 /// A failure of the view store.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,14 @@ fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T,
         .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
 }
 
+fn encode_counters(c: &Counters) -> Vec<u8> {
+    serde_json::to_vec(&c.to_array()).expect("numbers serialize")
+}
+
+fn decode_counters(key: &[u8], bytes: &[u8]) -> Result<Counters, StoreError> {
+    decode::<[i64; Counters::FIELDS]>(key, bytes).map(Counters::from_array)
+}
+
 fn ledger_key(id: &AggregateId) -> Vec<u8> {
     format!("l:{id}").into_bytes()
 }
@@ -49,7 +61,8 @@ fn counter_key(key: &CounterKey) -> Vec<u8> {
 impl ViewStore {
     /// Opens (or creates) the views under `dir`.
     pub fn open(dir: &Path) -> Result<ViewStore, StoreError> {
-        let db = sled::Config::new().path(dir).open()?;
+        // sled caches up to 1 GB by default; the views need far less to answer quickly.
+        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
         let tree = db.open_tree("views")?;
         Ok(ViewStore { db, tree })
     }
@@ -77,7 +90,7 @@ impl ViewStore {
             batch.insert(ledger_key(id), serde_json::to_vec(row).expect("rows serialize"));
         }
         for (key, counters) in &changes.counters {
-            batch.insert(counter_key(key), serde_json::to_vec(counters).expect("counters serialize"));
+            batch.insert(counter_key(key), encode_counters(counters));
         }
         for (command, result) in &changes.commands {
             batch.insert(format!("i:{command}").into_bytes(), serde_json::to_vec(result).expect("results serialize"));
@@ -102,7 +115,7 @@ impl ViewStore {
     /// The counters of one scope × sector.
     pub fn counter(&self, key: &CounterKey) -> Result<Counters, StoreError> {
         let k = counter_key(key);
-        Ok(self.tree.get(&k)?.map(|v| decode(&k, &v)).transpose()?.unwrap_or_default())
+        Ok(self.tree.get(&k)?.map(|v| decode_counters(&k, &v)).transpose()?.unwrap_or_default())
     }
 
     /// Every counter row whose key starts with `<scope>|<sector or *>|<facet prefix>`, in key order.
@@ -112,7 +125,7 @@ impl ViewStore {
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item?;
             let facet = String::from_utf8_lossy(&k[prefix.len() - facet_prefix.len()..]).into_owned();
-            out.push((facet, decode(&k, &v)?));
+            out.push((facet, decode_counters(&k, &v)?));
         }
         Ok(out)
     }
@@ -158,14 +171,21 @@ impl ViewStore {
         Ok(out)
     }
 
-    /// Every stored entry except the checkpoint, as (key, JSON value): what a rebuild must reproduce.
+    /// Every stored entry except the checkpoint, as (key, JSON value; counters as objects): what a rebuild
+    /// must reproduce.
     pub fn dump(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let mut out = Vec::new();
         for item in self.tree.iter() {
             let (k, v) = item?;
-            if k.as_ref() != CHECKPOINT && k.as_ref() != SCHEMA {
-                out.push((String::from_utf8_lossy(&k).into_owned(), decode(&k, &v)?));
+            if k.as_ref() == CHECKPOINT || k.as_ref() == SCHEMA {
+                continue;
             }
+            let value = if k.starts_with(b"c:") {
+                serde_json::to_value(decode_counters(&k, &v)?).expect("counters serialize")
+            } else {
+                decode(&k, &v)?
+            };
+            out.push((String::from_utf8_lossy(&k).into_owned(), value));
         }
         Ok(out)
     }

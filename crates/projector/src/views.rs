@@ -88,13 +88,44 @@ macro_rules! counters_op {
     };
 }
 
+/// Lists the fields of [`Counters`] in declaration order, for the compact stored form.
+macro_rules! counters_fields {
+    ($m:ident) => {
+        $m! {
+            inspections, found, fixed, open, overdue, voided, listed, immediate, time_limited, closed_on_time,
+            closed_late, closed_on_time_original, reopened, extensions, penalties, penalty_fen, daily_penalties,
+            daily_penalty_fen, seal_seizures, production_limits, detention_referrals, criminal_referrals,
+            rectify_secs
+        }
+    };
+}
+
+macro_rules! counters_array {
+    ($($f:ident),*) => {
+        /// The figures in declaration order: the compact form the view store keeps (a JSON array of numbers
+        /// is a tenth of the size of the object, and quicker to write and read).
+        pub fn to_array(&self) -> [i64; Counters::FIELDS] {
+            [$(self.$f),*]
+        }
+
+        /// The inverse of [`Counters::to_array`].
+        pub fn from_array(a: [i64; Counters::FIELDS]) -> Counters {
+            let [$($f),*] = a;
+            Counters { $($f),* }
+        }
+    };
+}
+
 impl Counters {
+    /// How many figures there are.
+    pub const FIELDS: usize = 23;
+
     counters_op!(add, +=);
     counters_op!(sub, -=);
+    counters_fields!(counters_array);
 
     /// What one problem row contributes to the plain counters of its scopes (state-based figures only).
-    fn contribution(row: &LedgerRow) -> Counters {
-        let Some(p) = row.state.problem() else { return Counters::default() };
+    fn contribution(p: &Contribution) -> Counters {
         let live = p.status != Status::Voided;
         let closed = p.status == Status::Closed;
         let b = |x: bool| i64::from(x);
@@ -107,10 +138,10 @@ impl Counters {
             listed: b(live && p.listed),
             immediate: b(live && p.deadline_class == Some(DeadlineClass::Immediate)),
             time_limited: b(live && p.deadline_class == Some(DeadlineClass::TimeLimited)),
-            closed_on_time: b(closed && row.closed_on_time == Some(true)),
-            closed_late: b(closed && row.closed_on_time == Some(false)),
-            closed_on_time_original: b(closed && row.closed_on_time_original == Some(true)),
-            rectify_secs: if closed { rectify_secs(p) } else { 0 },
+            closed_on_time: b(closed && p.closed_on_time == Some(true)),
+            closed_late: b(closed && p.closed_on_time == Some(false)),
+            closed_on_time_original: b(closed && p.closed_on_time_original == Some(true)),
+            rectify_secs: if closed { p.rectify_secs() } else { 0 },
             ..Counters::default()
         }
     }
@@ -143,8 +174,45 @@ impl Counters {
     }
 }
 
-fn rectify_secs(p: &rectify_domain::problem::Problem) -> i64 {
-    p.closed_at.map_or(0, |closed| (closed - p.reported_at).num_seconds().max(0))
+/// Everything of a ledger row that its counter contributions depend on. Most events (assignments, progress,
+/// enforcement, submissions) leave it as it was, and then the counters move only by what the event adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Contribution {
+    region: RegionCode,
+    grid: String,
+    sector: Sector,
+    status: Status,
+    overdue: bool,
+    listed: bool,
+    deadline_class: Option<DeadlineClass>,
+    closed_on_time: Option<bool>,
+    closed_on_time_original: Option<bool>,
+    reported_at: chrono::DateTime<chrono::Utc>,
+    closed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Contribution {
+    /// The row's contribution inputs; `None` for a row that is not a problem (it contributes nothing).
+    fn of(row: &LedgerRow) -> Option<Contribution> {
+        let p = row.state.problem()?;
+        Some(Contribution {
+            region: p.region,
+            grid: p.grid.clone(),
+            sector: p.sector,
+            status: p.status,
+            overdue: p.overdue,
+            listed: p.listed,
+            deadline_class: p.deadline_class,
+            closed_on_time: row.closed_on_time,
+            closed_on_time_original: row.closed_on_time_original,
+            reported_at: p.reported_at,
+            closed_at: p.closed_at,
+        })
+    }
+
+    fn rectify_secs(&self) -> i64 {
+        self.closed_at.map_or(0, |closed| (closed - self.reported_at).num_seconds().max(0))
+    }
 }
 
 /// The key of one counter row: a scope (a region code, or a grid), a sector (`None`: all sectors) and an
@@ -206,10 +274,9 @@ impl CounterKey {
 }
 
 /// Every counter row one ledger row contributes to, with what it contributes.
-fn contributions(row: &LedgerRow) -> BTreeMap<CounterKey, Counters> {
+fn contributions(p: &Contribution) -> BTreeMap<CounterKey, Counters> {
     let mut out = BTreeMap::new();
-    let Some(p) = row.state.problem() else { return out };
-    let plain = Counters::contribution(row);
+    let plain = Counters::contribution(p);
     if plain != Counters::default() {
         for key in CounterKey::all_for(p.region, &p.grid, p.sector) {
             out.insert(key, plain);
@@ -229,7 +296,7 @@ fn contributions(row: &LedgerRow) -> BTreeMap<CounterKey, Counters> {
             out.entry(key.with_facet(CounterKey::month_facet(closed))).or_insert_with(Counters::default).fixed += 1;
         }
         // The distribution of days to rectify, per region × sector.
-        let facet = CounterKey::days_facet(rectify_secs(p) / 86_400);
+        let facet = CounterKey::days_facet(p.rectify_secs() / 86_400);
         for key in regions().flat_map(|k| [k.clone(), k.with_sector(Some(p.sector))]) {
             out.insert(key.with_facet(facet.clone()), Counters { fixed: 1, ..Counters::default() });
         }
@@ -268,11 +335,13 @@ impl Changes {
     /// Folds one envelope (at log `position`) into the overlay. Pure: the same envelopes over the same base
     /// always give the same changes.
     pub fn apply<R: ViewRead>(&mut self, base: &R, position: u64, env: &Envelope) -> Result<(), R::Error> {
-        let before = match self.ledger.get(&env.stream) {
-            Some(row) => Some(row.clone()),
+        // Taken out of the overlay (or read from the base) and put back changed: no copy of the row.
+        let before = match self.ledger.remove(&env.stream) {
+            Some(row) => Some(row),
             None => base.ledger(&env.stream)?,
         };
-        let mut row = before.clone().unwrap_or_else(|| LedgerRow {
+        let was = before.as_ref().and_then(Contribution::of);
+        let mut row = before.unwrap_or_else(|| LedgerRow {
             id: env.stream.clone(),
             position,
             updated_at: env.occurred_at,
@@ -289,9 +358,13 @@ impl Changes {
         }
         self.commands.insert(env.command_id.clone(), (env.stream.clone(), env.version, position));
 
-        let mut delta: BTreeMap<CounterKey, Counters> = contributions(&row);
-        for (key, c) in before.as_ref().map(contributions).unwrap_or_default() {
-            delta.entry(key).or_default().sub(&c);
+        let is = Contribution::of(&row);
+        let mut delta: BTreeMap<CounterKey, Counters> = BTreeMap::new();
+        if is != was {
+            delta = is.as_ref().map(contributions).unwrap_or_default();
+            for (key, c) in was.as_ref().map(contributions).unwrap_or_default() {
+                delta.entry(key).or_default().sub(&c);
+            }
         }
         let by_event = Counters::of_event(&env.event);
         if by_event != Counters::default() {
