@@ -62,6 +62,18 @@ impl App {
 
     /// [`App::spawn`] with extra environment variables for the service.
     pub fn spawn_env(data_dir: PathBuf, dir: Option<tempfile::TempDir>, extra: &[&str], env: &[(&str, &str)]) -> App {
+        let stderr = if std::env::var_os("RECTIFY_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() };
+        App::spawn_stderr(data_dir, dir, extra, env, stderr)
+    }
+
+    /// [`App::spawn_env`] with the service's stderr (its log) going to `stderr`.
+    pub fn spawn_stderr(
+        data_dir: PathBuf,
+        dir: Option<tempfile::TempDir>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> App {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
@@ -69,7 +81,7 @@ impl App {
             .env("RUST_LOG", std::env::var("RECTIFY_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("RECTIFY_TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(stderr)
             .spawn()
             .expect("spawn rectify serve");
         let mut first = String::new();

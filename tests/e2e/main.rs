@@ -12,4 +12,5 @@ mod deploy;
 mod faults;
 mod jetstream;
 mod lifecycle;
+mod secrets;
 mod views;

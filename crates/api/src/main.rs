@@ -99,7 +99,12 @@ enum TokenCmd {
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| "info".into());
+    // The NATS client's debug output holds message payloads (base64), and with them evidence URIs that may
+    // carry signatures: it stays at info unless RUST_LOG names it. (Tests: tests/e2e/secrets.rs.)
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("async_nats")) {
+        filter = filter.add_directive("async_nats=info".parse().expect("a valid directive"));
+    }
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
