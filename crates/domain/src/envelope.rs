@@ -154,7 +154,9 @@ impl Commit {
             if e.schema == 0 || e.schema > SCHEMA_VERSION {
                 return Err(DecodeError(format!("unknown schema version {}", e.schema)));
             }
-            if e.stream != first.stream || e.command_id != first.command_id || e.version != first.version + i as u64 {
+            // checked: a forged commit may start at u64::MAX.
+            let version = first.version.checked_add(i as u64);
+            if e.stream != first.stream || e.command_id != first.command_id || version != Some(e.version) {
                 return Err(DecodeError(format!("event {} does not continue the commit", e.event_id)));
             }
         }
