@@ -38,6 +38,11 @@ impl Cache {
     }
 }
 
+/// Whether `command` is the first of its stream (it is refused on any other).
+fn creates_stream(command: &Command) -> bool {
+    matches!(command, Command::ReportProblem { .. } | Command::RecordInspection { .. })
+}
+
 /// The answer to an accepted command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -156,6 +161,10 @@ impl Pipeline {
         }
         let (mut state, mut last, mut fresh) = match self.cache.get(id) {
             Some((state, last)) => (state, last, false),
+            // A command that starts a stream is decided on an empty one without reading the log (one round
+            // trip less on JetStream): the ids the API makes are new, and the append's expected position 0
+            // checks it — a stream that exists is a conflict, which reloads like a stale cache does.
+            None if creates_stream(command) => (State::default(), 0, false),
             None => match self.load_unless_done(id, ctx).await? {
                 Loaded::Fresh(state, last) => (state, last, true),
                 Loaded::Done(first) => return Ok(first),

@@ -68,6 +68,15 @@ impl ViewRead for Cached<'_> {
     }
 }
 
+/// Runs `f` (sled reads and writes, the fold) without holding up the other tasks of this worker thread:
+/// HTTP requests waiting behind a batch would see its whole duration as latency.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// What one applied batch changed: the new checkpoint, the ledger rows and the counter rows touched.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
@@ -324,7 +333,7 @@ impl Projector {
                         }
                     }
                 }
-                match self.apply(&records) {
+                match blocking(|| self.apply(&records)) {
                     Ok(Some(applied)) => {
                         let notice = serde_json::to_vec(&*applied).expect("changes serialize");
                         self.log.announce_views_changed(notice).await;
