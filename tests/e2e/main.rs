@@ -12,5 +12,6 @@ mod deploy;
 mod faults;
 mod jetstream;
 mod lifecycle;
+mod schema;
 mod secrets;
 mod views;

@@ -10,7 +10,8 @@ use crate::error::{ApiError, Problem as ProblemJson};
 use crate::routes::queries::region_param;
 use crate::state::AppState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use crate::json::{Params, PathParam};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use rectify_domain::audit::{AuditRecord, Bulletin, Checkpoint, Seal, Trust};
@@ -55,7 +56,7 @@ pub struct CheckpointQuery {
 pub async fn checkpoint(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<CheckpointQuery>,
+    Params(q): Params<CheckpointQuery>,
 ) -> Result<Json<Checkpoint>, ApiError> {
     allow(&state, &actor, Action::ReadCheckpoints, None)?;
     let size = q.size.unwrap_or_else(|| state.audit.size());
@@ -111,7 +112,7 @@ pub struct InclusionProof {
 pub async fn inclusion(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<InclusionQuery>,
+    Params(q): Params<InclusionQuery>,
 ) -> Result<Json<InclusionProof>, ApiError> {
     allow(&state, &actor, Action::ReadAudit, None)?;
     if q.position == 0 {
@@ -171,7 +172,7 @@ pub struct ConsistencyProof {
 pub async fn consistency(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Query(q): Query<ConsistencyQuery>,
+    Params(q): Params<ConsistencyQuery>,
 ) -> Result<Json<ConsistencyProof>, ApiError> {
     allow(&state, &actor, Action::ReadAudit, None)?;
     let to = q.to.unwrap_or_else(|| state.audit.size());
@@ -192,9 +193,10 @@ pub async fn consistency(
 pub async fn seal(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(position): Path<u64>,
+    PathParam(position): PathParam,
 ) -> Result<Json<Seal>, ApiError> {
     allow(&state, &actor, Action::ReadAudit, None)?;
+    let position: u64 = position.parse().map_err(|_| ApiError::NotFound(format!("no seal at {position}")))?;
     match state.log.read_audit(position, 1).await?.into_iter().find(|e| e.position == position) {
         Some(e) => match e.record {
             Ok(AuditRecord::Seal(seal)) => Ok(Json(seal)),
@@ -259,7 +261,7 @@ pub async fn issue(
 pub async fn bulletin(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    PathParam(id): PathParam,
 ) -> Result<Json<Bulletin>, ApiError> {
     allow(&state, &actor, Action::ReadCheckpoints, None)?;
     state.audit.refresh().await?;

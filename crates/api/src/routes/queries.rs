@@ -430,9 +430,21 @@ pub struct ChangeEvent {
     pub counters: Vec<String>,
 }
 
+/// One Server-Sent Event of `/api/v1/stream`, as the stream's schema describes each event.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the wire format; the events are written by axum's `Sse`
+pub struct StreamEvent {
+    /// `hello` (first, where the views are), `changed` (after every applied batch) or `resync` (a slow client
+    /// missed batches: refetch).
+    pub event: String,
+    /// A `ChangeEvent` as JSON: `{"position", "problems", "counters"}`.
+    pub data: String,
+}
+
 /// Server-Sent Events of view changes, for live dashboards.
 #[utoipa::path(get, path = "/api/v1/stream", tag = "queries",
-    responses((status = 200, description = "text/event-stream of `changed` events", body = ChangeEvent)),
+    responses((status = 200, description = "text/event-stream of `hello`, `changed` and `resync` events, each with a `ChangeEvent` as data", body = StreamEvent, content_type = "text/event-stream"),
+        (status = "4XX", body = crate::error::Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn stream(
     State(state): State<AppState>,
@@ -441,7 +453,16 @@ pub async fn stream(
     use tokio_stream::StreamExt;
     use tokio_stream::wrappers::BroadcastStream;
     let show_problems = actor.role != Role::Public;
-    let hello = SseEvent::default().event("hello").data(format!("{{\"position\":{}}}", state.views.applied()));
+    // Every event's data has the documented shape: `hello` says where the views are, `resync` that a slow
+    // client missed batches and should refetch.
+    let at = |views: &rectify_projector::ProjectorHandle| ChangeEvent {
+        position: views.applied(),
+        problems: Vec::new(),
+        counters: Vec::new(),
+    };
+    let json = |e: &ChangeEvent| serde_json::to_string(e).expect("serializes");
+    let hello = SseEvent::default().event("hello").data(json(&at(&state.views)));
+    let views = state.views.clone();
     let changes = BroadcastStream::new(state.views.subscribe()).map(move |item| {
         Ok(match item {
             Ok(applied) => {
@@ -453,7 +474,7 @@ pub async fn stream(
                 SseEvent::default().event("changed").data(serde_json::to_string(&change).expect("serializes"))
             }
             // A slow client missed some batches: tell it to refetch everything.
-            Err(_) => SseEvent::default().event("resync").data("{}"),
+            Err(_) => SseEvent::default().event("resync").data(json(&at(&views))),
         })
     });
     Sse::new(tokio_stream::once(Ok(hello)).chain(changes)).keep_alive(KeepAlive::default())
