@@ -8,6 +8,10 @@ use rectify_domain::{RegionCode, Role};
 use std::io::Write;
 use std::path::PathBuf;
 
+/// mimalloc: the service allocates many small short-lived values (envelopes, rows, keys) on several threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Rectify: environmental problems from inspection to sign-off, event-sourced.
 #[derive(Parser)]
 #[command(version, about)]

@@ -15,16 +15,27 @@ use tokio::sync::{broadcast, watch};
 const BATCH: usize = 2048;
 /// Most commits folded into one sled batch while catching up (a rebuild): a problem's events are usually
 /// close together in the log, so a bigger batch writes each touched row once for several of its events.
-const CATCH_UP_BATCH: usize = 8192;
+const CATCH_UP_BATCH: usize = 16_384;
 /// Ledger rows kept in memory between batches (the counter rows, far fewer, are all kept).
 const LEDGER_CACHE: usize = 16_384;
 
 /// The rows the last batches wrote, so that the next batch need not read (and decode) them from sled.
 /// Only the projector writes its store, so what it wrote is what the store holds.
-#[derive(Default)]
 struct Cache {
     ledger: HashMap<AggregateId, LedgerRow>,
     counters: HashMap<CounterKey, Counters>,
+    /// The cache holds every row of the store (it started empty and nothing was dropped since): a row
+    /// that is not here is not in the store either, so a fresh rebuild never reads sled.
+    complete_ledger: bool,
+    complete_counters: bool,
+}
+
+impl Cache {
+    /// A cache over a store that holds `checkpoint`.
+    fn over(checkpoint: u64) -> Cache {
+        let empty = checkpoint == 0;
+        Cache { ledger: HashMap::new(), counters: HashMap::new(), complete_ledger: empty, complete_counters: empty }
+    }
 }
 
 impl Cache {
@@ -34,6 +45,7 @@ impl Cache {
     fn absorb(&mut self, changes: &Changes) {
         if self.ledger.len() + changes.ledger.len() > LEDGER_CACHE {
             self.ledger.clear();
+            self.complete_ledger = false;
         }
         for (id, row) in &changes.ledger {
             self.ledger.insert(id.clone(), row.clone());
@@ -56,6 +68,7 @@ impl ViewRead for Cached<'_> {
     fn ledger(&self, id: &AggregateId) -> Result<Option<LedgerRow>, StoreError> {
         match self.cache.ledger.get(id) {
             Some(row) => Ok(Some(row.clone())),
+            None if self.cache.complete_ledger => Ok(None),
             None => self.store.ledger_row(id),
         }
     }
@@ -63,6 +76,7 @@ impl ViewRead for Cached<'_> {
     fn counters(&self, key: &CounterKey) -> Result<Counters, StoreError> {
         match self.cache.counters.get(key) {
             Some(c) => Ok(*c),
+            None if self.cache.complete_counters => Ok(Counters::default()),
             None => self.store.counter(key),
         }
     }
@@ -142,7 +156,8 @@ impl Projector {
         let (changes, _) = broadcast::channel(1024);
         let store = Arc::new(RwLock::new(store));
         let handle = ProjectorHandle { store: store.clone(), applied: applied_rx, changes: changes.clone() };
-        Ok((Projector { log, store, cache: Mutex::default(), applied, changes }, handle))
+        let cache = Mutex::new(Cache::over(store.read().expect("store lock").checkpoint()?));
+        Ok((Projector { log, store, cache, applied, changes }, handle))
     }
 
     fn store(&self) -> ViewStore {
@@ -160,7 +175,7 @@ impl Projector {
         let head = self.log.head().await?;
         builder.catch_up_to(head, |at| progress(at, head)).await?;
         let position = next.checkpoint()?;
-        *self.cache.lock().expect("cache lock") = Cache::default();
+        *self.cache.lock().expect("cache lock") = Cache::over(position);
         *self.store.write().expect("store lock") = next;
         self.applied.send_replace(position);
         let _ = self.changes.send(Arc::new(Applied { position, problems: vec![], counters: vec!["*".into()] }));
@@ -206,7 +221,7 @@ impl Projector {
         };
         if let Err(e) = store.commit(&changes, last) {
             // Whether any of it reached the store is unknown: read everything from the store again.
-            *cache = Cache::default();
+            *cache = Cache::over(u64::MAX);
             return Err(e);
         }
         cache.absorb(&changes);
@@ -294,7 +309,7 @@ impl Projector {
             let _ = done.await;
         }
         if outcome.is_err() {
-            *self.cache.lock().expect("cache lock") = Cache::default();
+            *self.cache.lock().expect("cache lock") = Cache::over(u64::MAX);
         }
         reader.abort();
         outcome

@@ -97,10 +97,26 @@ impl Builder {
     }
 }
 
+/// Opens the log, waiting a little for the previous handle's files to be let go (sled releases its lock
+/// when its last thread has stopped, shortly after the handle is dropped).
+async fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
+    let mut tries = 0;
+    loop {
+        match EmbeddedLog::open(dir) {
+            Ok(log) => return Ok(log),
+            Err(_) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Mean time to load one aggregate (read its stream and fold it) over `samples` problems picked evenly
 /// at random from `problems`, on a freshly opened log (no sled cache of its own yet).
 async fn cold_loads(dir: &Path, problems: &[AggregateId], samples: usize) -> anyhow::Result<Duration> {
-    let log = EmbeddedLog::open(dir)?;
+    let log = open_log(dir).await?;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let picks: Vec<&AggregateId> = (0..samples)
         .map(|_| {
@@ -132,6 +148,8 @@ async fn serve_peak_rss(data_dir: &Path, head: u64) -> anyhow::Result<f64> {
         None,
         "bench",
     )?;
+    // sled lets go of a directory's lock shortly after its last handle is dropped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let exe = std::env::current_exe().context("the rectify binary")?;
     let mut child = std::process::Command::new(exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -203,14 +221,14 @@ pub async fn run(
     let mut rows = Vec::new();
     let mut builder = Builder::new(bench);
 
-    let log = EmbeddedLog::open(&log_dir)?;
+    let log = open_log(&log_dir).await?;
     let ticker = bench.ticker(&format!("building a log of {small} events"), small);
     builder.fill(&log, small, &ticker.count).await?;
     ticker.finish();
     log.close().await;
     let small_load = if cold { Some(cold_loads(&log_dir, &builder.problems, samples).await?) } else { None };
 
-    let log = EmbeddedLog::open(&log_dir)?;
+    let log = open_log(&log_dir).await?;
     let ticker = bench.ticker(&format!("building a log of {total} events"), total);
     builder.fill(&log, total, &ticker.count).await?;
     ticker.finish();
@@ -232,7 +250,7 @@ pub async fn run(
     }
 
     if rebuild {
-        let log = EmbeddedLog::open(&log_dir)?;
+        let log = open_log(&log_dir).await?;
         let ticker = bench.ticker("3 raw replay + sled batch write", head);
         let (replayed, raw) = {
             let (log, into, count) = (log.clone(), bench.dir.join("w3-replay"), ticker.count.clone());
@@ -271,7 +289,7 @@ pub async fn run(
         ));
     } else if rss {
         // The service would otherwise spend its start building the views.
-        let log = EmbeddedLog::open(&log_dir)?;
+        let log = open_log(&log_dir).await?;
         let (store, _) = Generations::new(data_dir.join("views")).open_current()?;
         let (projector, _) = Projector::new(Arc::new(log.clone()), store.clone())?;
         projector.catch_up_to(head, |_| {}).await?;
