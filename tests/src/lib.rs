@@ -424,10 +424,10 @@ impl NatsCluster {
         loop {
             let info = self.js_api(&format!("STREAM.INFO.{stream}"), "");
             let leader = info.as_ref().and_then(|i| i["cluster"]["leader"].as_str());
-            if let Some(i) = leader.and_then(|name| self.nodes.iter().position(|n| n.name == name)) {
-                if self.nodes[i].child.is_some() {
-                    return i;
-                }
+            if let Some(i) = leader.and_then(|name| self.nodes.iter().position(|n| n.name == name))
+                && self.nodes[i].child.is_some()
+            {
+                return i;
             }
             assert!(Instant::now() < deadline, "stream {stream} has no leader: {info:?}");
             std::thread::sleep(Duration::from_millis(50));

@@ -88,31 +88,31 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The middleware: CORS preflight and headers, then the rate limit, then the handler.
 pub async fn edge(State((state, edge)): State<(AppState, Arc<Edge>)>, request: Request, next: Next) -> Response {
     let origin = edge.allowed_origin(request.headers());
-    if request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
-        if let Some(origin) = origin {
-            let mut response = StatusCode::NO_CONTENT.into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
-            headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOWED_HEADERS));
-            headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
-            headers.insert(header::VARY, HeaderValue::from_static("origin"));
-            return response;
-        }
+    let preflight =
+        request.method() == Method::OPTIONS && request.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    if preflight && let Some(origin) = origin {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST"));
+        headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOWED_HEADERS));
+        headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        headers.insert(header::VARY, HeaderValue::from_static("origin"));
+        return response;
     }
     if let Some(limit) = edge.settings.rate_limit {
         let actor = bearer(request.headers()).and_then(|t| state.tokens.authenticate(t)).map(|a| a.id);
-        if let Some(actor) = actor {
-            if let Err(wait) = edge.take(&actor, limit) {
-                let seconds = wait.as_secs().max(1);
-                let mut response = ApiError::TooManyRequests(format!(
-                    "more than {} requests per second with this token; retry in {seconds} s",
-                    limit.per_second
-                ))
-                .into_response();
-                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-                return response;
-            }
+        if let Some(actor) = actor
+            && let Err(wait) = edge.take(&actor, limit)
+        {
+            let seconds = (wait.as_secs_f64().ceil() as u64).max(1);
+            let mut response = ApiError::TooManyRequests(format!(
+                "more than {} requests per second with this token; retry in {seconds} s",
+                limit.per_second
+            ))
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
         }
     }
     let mut response = next.run(request).await;
