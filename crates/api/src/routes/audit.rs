@@ -7,10 +7,10 @@
 use crate::audit::bulletin;
 use crate::auth::Auth;
 use crate::error::{ApiError, Problem as ProblemJson};
+use crate::json::{Params, PathParam};
 use crate::routes::queries::region_param;
 use crate::state::AppState;
 use axum::Json;
-use crate::json::{Params, PathParam};
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
