@@ -18,7 +18,7 @@ fn bench_prints_every_row_with_positive_figures() {
     let nats = std::env::var_os("NATS_SERVER_BIN").is_some()
         || std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .any(|d| d.join("nats-server").is_file());
-    for workload in ["1", "2", "3", "4a", "4b", "4c", "4d", "5a", "5b", "6", "7"] {
+    for workload in ["1", "2", "3", "4a", "4b", "4c", "4d", "5a", "5b", "6a", "6b", "7"] {
         let row = rows
             .iter()
             .find(|r| r["workload"] == workload)

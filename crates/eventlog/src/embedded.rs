@@ -430,6 +430,14 @@ struct AppendRequest {
     reply: oneshot::Sender<Result<Appended, AppendError>>,
 }
 
+/// Runs `f` off the async worker when the runtime allows it (a multi-threaded one).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The single writer: owns the next position and the head publisher.
 struct Writer {
     tree: sled::Tree,
@@ -483,11 +491,16 @@ impl Writer {
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next;
-        let mut answers: Vec<_> =
-            requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
-        let wrote = next > self.next;
+        // Deciding and writing are synchronous sled work: keep the worker's other tasks moving meanwhile.
+        let (mut answers, written) = blocking(|| {
+            let answers: Vec<_> =
+                requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
+            let written = if next > self.next { Some(self.tree.apply_batch(batch)) } else { None };
+            (answers, written)
+        });
+        let wrote = written.is_some();
 
-        if wrote && let Err(e) = self.tree.apply_batch(batch) {
+        if let Some(Err(e)) = written {
             tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
             let failure = AppendError::Failed(format!("sled write failed: {e}"));
             answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
