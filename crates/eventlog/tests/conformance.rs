@@ -87,6 +87,28 @@ async fn jetstream() -> Backend {
 
 conformance_tests!(jetstream, jetstream);
 
+/// A JetStream log on a stream with 3 replicas, on a 3-node cluster (nats-server ≥ 2.10 from the harness's
+/// pinned wheel, started from `deploy/cluster/`). The cases that run at the same time share one cluster (each
+/// connects its own log), which stops when the last of them ends.
+async fn jetstream_r3() -> Backend {
+    use std::sync::{Mutex, Weak};
+    static SHARED: Mutex<Weak<rectify_tests::NatsCluster>> = Mutex::new(Weak::new());
+    let cluster = {
+        // Held while a cluster starts (blocking, no await), so that concurrent cases start only one.
+        let mut shared = SHARED.lock().expect("cluster lock");
+        shared.upgrade().unwrap_or_else(|| {
+            let cluster = Arc::new(rectify_tests::NatsCluster::start());
+            *shared = Arc::downgrade(&cluster);
+            cluster
+        })
+    };
+    let config = rectify_eventlog::JetStreamConfig { url: cluster.urls(), replicas: 3, ..Default::default() };
+    let log = rectify_eventlog::JetStreamLog::connect(config).await.expect("connect to the test cluster");
+    Backend::new(log, cluster)
+}
+
+conformance_tests!(jetstream_r3, jetstream_r3);
+
 /// What only the embedded backend promises: positions from 1 on a fresh log, and its files.
 mod embedded_only {
     use super::*;

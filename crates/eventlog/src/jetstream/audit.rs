@@ -77,16 +77,28 @@ impl Inner {
 
     pub(super) async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError> {
         let (subject, id) = self.audit_subject(record);
-        let message = PublishMessage::build().payload(record.encode().into()).message_id(id);
-        let publish = async {
-            let ack = self.context.send_publish(subject, message).await?;
-            ack.await
-        };
-        match self.bounded(publish).await {
-            None => Err(AppendError::Unavailable(self.unavailable("appending an audit record"))),
-            Some(Ok(ack)) => Ok(ack.sequence),
-            Some(Err(e)) if is_unavailable(&e) => Err(AppendError::Unavailable(e.to_string())),
-            Some(Err(e)) => Err(AppendError::Failed(e.to_string())),
+        let payload: bytes::Bytes = record.encode().into();
+        // Retried within the timeout while the stream has no leader (just created, or an election on a
+        // cluster): the message id makes a retry of a stored record a duplicate, answered with its position.
+        let deadline = tokio::time::Instant::now() + self.config.timeout;
+        let mut pause = std::time::Duration::from_millis(25);
+        loop {
+            let message = PublishMessage::build().payload(payload.clone()).message_id(id.as_str());
+            let publish = async {
+                let ack = self.context.send_publish(subject.clone(), message).await?;
+                ack.await
+            };
+            let error = match tokio::time::timeout_at(deadline, publish).await {
+                Err(_) => return Err(AppendError::Unavailable(self.unavailable("appending an audit record"))),
+                Ok(Ok(ack)) => return Ok(ack.sequence),
+                Ok(Err(e)) if !is_unavailable(&e) => return Err(AppendError::Failed(e.to_string())),
+                Ok(Err(e)) => e,
+            };
+            if tokio::time::Instant::now() + pause >= deadline {
+                return Err(AppendError::Unavailable(error.to_string()));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(500));
         }
     }
 
