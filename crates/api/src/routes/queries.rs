@@ -134,6 +134,9 @@ async fn readable(
 pub struct ProblemQuery {
     /// Business time: the state as it was then.
     pub as_of: Option<DateTime<Utc>>,
+    /// Read-your-writes, as on every query. A problem is folded from the log itself, which holds every
+    /// acknowledged position, so the answer always includes it and nothing needs to wait.
+    pub wait_for: Option<u64>,
 }
 
 /// One problem, current or as of a business time, folded from the log.
