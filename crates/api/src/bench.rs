@@ -50,6 +50,9 @@ pub struct BenchOptions {
     /// Scratch directory (default: a temporary one, removed afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Keep the scratch directory (its `w3` is a data dir with N events that `rectify serve` can open).
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// What every workload shares.
@@ -464,6 +467,9 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         rows,
         notes,
     };
+    if options.keep {
+        eprintln!("kept {}", scratch.keep().display());
+    }
     let mut out = std::io::stdout().lock();
     if options.json {
         serde_json::to_writer_pretty(&mut out, &report)?;

@@ -50,7 +50,7 @@ pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// Appends waiting for the writer before `append` itself waits (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 /// Bytes of sled's page cache.
-const CACHE_BYTES: u64 = 64 << 20;
+const CACHE_BYTES: u64 = 16 << 20;
 /// How many records a tail reads from the tree at a time.
 const TAIL_CHUNK: usize = 256;
 

@@ -10,8 +10,8 @@ use rectify_domain::AggregateId;
 use std::path::Path;
 
 const CHECKPOINT: &[u8] = b"m:checkpoint";
-/// Bytes of sled's page cache for the views.
-const CACHE_BYTES: u64 = 64 << 20;
+/// Bytes of sled's page cache for the views (sled keeps far more than this in memory; see the README).
+const CACHE_BYTES: u64 = 32 << 20;
 const SCHEMA: &[u8] = b"m:schema";
 
 /// The version of the views' layout and meaning. Bump it whenever a fold or a key changes: a projector
