@@ -91,15 +91,13 @@ fn evidence(i: u64) -> Vec<Evidence> {
 /// as a real one does).
 pub const GROUP: usize = 1024;
 
+/// One command of a lifecycle: its stream, who sends it, what, and its business time.
+pub type Planned = (AggregateId, Actor, Command, DateTime<Utc>);
+
 /// The commands of step `step` (0..=5) of problem `i`: report (with an inspection first for every third
 /// problem), deadline, assignment, progress (plus a penalty for every tenth), submission, acceptance.
 /// `None` once the lifecycle is over.
-pub fn lifecycle_step(
-    places: &[Place],
-    run: &str,
-    i: u64,
-    step: usize,
-) -> Option<Vec<(AggregateId, Actor, Command, DateTime<Utc>)>> {
+pub fn lifecycle_step(places: &[Place], run: &str, i: u64, step: usize) -> Option<Vec<Planned>> {
     let place = &places[(i as usize * 7919) % places.len()];
     let id = problem_id(place.county, run, i);
     let reporter = bureau(place.county, 0);
@@ -111,7 +109,7 @@ pub fn lifecycle_step(
     let mut out = Vec::new();
     match step {
         0 => {
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 let inspection = AggregateId::new(AggregateKind::Inspection, place.county, &format!("{run}_i{i}"))
                     .expect("a valid id");
                 let command = Command::RecordInspection {
@@ -127,7 +125,7 @@ pub fn lifecycle_step(
             out.push((id, reporter, report(place, i), found));
         }
         1 => {
-            let class = if i % 4 == 0 { DeadlineClass::Immediate } else { DeadlineClass::TimeLimited };
+            let class = if i.is_multiple_of(4) { DeadlineClass::Immediate } else { DeadlineClass::TimeLimited };
             out.push((id, reporter, Command::SetDeadline { class, due }, days(1)));
         }
         2 => {
@@ -141,8 +139,8 @@ pub fn lifecycle_step(
         3 => {
             let note = "Leachate pumped out; liner repair contracted.".to_owned();
             out.push((id.clone(), reporter.clone(), Command::ReportProgress { note, evidence: evidence(i) }, days(5)));
-            if i % 10 == 0 {
-                let measure = Measure::Penalty { amount_fen: 10_000_00 + (i % 1000) * 100 };
+            if i.is_multiple_of(10) {
+                let measure = Measure::Penalty { amount_fen: 1_000_000 + (i % 1000) * 100 };
                 let command =
                     Command::RecordEnforcement { measure, case_no: format!("QJH-2021-{i}"), note: String::new() };
                 out.push((id, reporter, command, days(6)));
