@@ -42,8 +42,8 @@ impl Cache {
     /// Takes in what a committed batch wrote.
     /// Every row of the batch is kept (a catch-up folds the next batch while this one is being written, and
     /// reads what this one wrote from here); older rows are dropped when the cache is full.
-    fn absorb(&mut self, changes: &Changes) {
-        if self.ledger.len() + changes.ledger.len() > LEDGER_CACHE {
+    fn absorb(&mut self, changes: &Changes, capacity: usize) {
+        if self.ledger.len() + changes.ledger.len() > capacity {
             self.ledger.clear();
             self.complete_ledger = false;
         }
@@ -111,6 +111,9 @@ pub enum ProjectorError {
 /// Folds the log into one [`ViewStore`] (which a rebuild may replace, see [`Projector::rebuild_beside`]).
 pub struct Projector {
     log: Arc<dyn EventLog>,
+    /// Commits per batch while catching up, and ledger rows kept between batches.
+    catch_up_batch: usize,
+    ledger_cache: usize,
     store: Arc<RwLock<ViewStore>>,
     /// Rows of `store` written by the last batches.
     cache: Mutex<Cache>,
@@ -157,11 +160,20 @@ impl Projector {
         let store = Arc::new(RwLock::new(store));
         let handle = ProjectorHandle { store: store.clone(), applied: applied_rx, changes: changes.clone() };
         let cache = Mutex::new(Cache::over(store.read().expect("store lock").checkpoint()?));
-        Ok((Projector { log, store, cache, applied, changes }, handle))
+        let (catch_up_batch, ledger_cache) = (CATCH_UP_BATCH, LEDGER_CACHE);
+        Ok((Projector { log, catch_up_batch, ledger_cache, store, cache, applied, changes }, handle))
     }
 
     fn store(&self) -> ViewStore {
         self.store.read().expect("store lock").clone()
+    }
+
+    /// Other batch and cache sizes than the defaults (16,384 each): small ones make tests cross batch
+    /// boundaries and cache evictions with short logs.
+    pub fn with_sizes(mut self, catch_up_batch: usize, ledger_cache: usize) -> Projector {
+        self.catch_up_batch = catch_up_batch.max(1);
+        self.ledger_cache = ledger_cache;
+        self
     }
 
     /// Builds `next` from the log up to its head while readers keep using the current views, then switches
@@ -224,7 +236,7 @@ impl Projector {
             *cache = Cache::over(u64::MAX);
             return Err(e);
         }
-        cache.absorb(&changes);
+        cache.absorb(&changes, self.ledger_cache);
         drop(cache);
         Ok(Some(self.announce(Applied {
             position: last,
@@ -248,11 +260,11 @@ impl Projector {
         }
         // A reader task reads (and decodes) the next batch while this one is folded and written.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Record>, ReadError>>(1);
-        let log = self.log.clone();
+        let (log, batch) = (self.log.clone(), self.catch_up_batch);
         let reader = tokio::spawn(async move {
             let mut from = from;
             while from <= until {
-                let max = usize::try_from(until - from + 1).unwrap_or(usize::MAX).min(CATCH_UP_BATCH);
+                let max = usize::try_from(until - from + 1).unwrap_or(usize::MAX).min(batch);
                 let records = log.read_from(from, max).await;
                 let next = match &records {
                     Ok(r) if r.is_empty() => None,
@@ -281,7 +293,7 @@ impl Projector {
                     let mut cache = self.cache.lock().expect("cache lock");
                     let folded = self.fold(&store, &cache, checkpoint, &records);
                     if let Ok(Some((changes, _))) = &folded {
-                        cache.absorb(changes);
+                        cache.absorb(changes, self.ledger_cache);
                     }
                     folded
                 };
