@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod bench;
+pub mod cli;
 pub mod demo;
 pub mod edge;
 pub mod error;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rectify_api::{Backend, Settings, regions::Regions, tokens};
+use rectify_api::{cli::LogArgs, regions::Regions, tokens};
 use rectify_domain::region::Level;
 use rectify_domain::{RegionCode, Role};
 use std::io::Write;
@@ -24,18 +24,11 @@ struct Cli {
 enum Cmd {
     /// Runs the service (API, projector, deadline watcher).
     Serve {
-        /// Holds the embedded log, the views and the tokens.
-        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        log: LogArgs,
         /// Address to listen on (port 0 picks a free port).
         #[arg(long, default_value = "127.0.0.1:8080", env = "RECTIFY_LISTEN")]
         listen: String,
-        /// Run on NATS JetStream at this URL instead of the embedded log.
-        #[arg(long, env = "RECTIFY_NATS")]
-        nats: Option<String>,
-        /// Replicas of the JetStream stream when it is created (3 for a cluster).
-        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
-        replicas: usize,
         /// Seconds between deadline sweeps.
         #[arg(long, default_value_t = 60)]
         overdue_interval: u64,
@@ -56,13 +49,8 @@ enum Cmd {
     /// Builds the views anew from the log (the service must be stopped), then switches to them; with
     /// `--check`, only compares them with the current views and exits non-zero on any difference.
     Rebuild {
-        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "RECTIFY_NATS")]
-        nats: Option<String>,
-        /// The stream's replicas (as given to `serve`; a stream with another count is refused).
-        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
-        replicas: usize,
+        #[command(flatten)]
+        log: LogArgs,
         #[arg(long)]
         check: bool,
     },
@@ -163,21 +151,10 @@ fn token_scope(
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve {
-            data_dir,
-            listen,
-            nats,
-            replicas,
-            overdue_interval,
-            rebuild_views,
-            rate_limit,
-            rate_burst,
-            cors_origin,
-        } => {
+        Cmd::Serve { log, listen, overdue_interval, rebuild_views, rate_limit, rate_burst, cors_origin } => {
             init_logging();
             let listener = tokio::net::TcpListener::bind(&listen).await.with_context(|| format!("binding {listen}"))?;
-            let mut settings = Settings::new(data_dir);
-            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
+            let mut settings = log.settings();
             settings.overdue_interval = std::time::Duration::from_secs(overdue_interval.max(1));
             settings.rebuild_views = rebuild_views;
             anyhow::ensure!(rate_limit.is_none_or(|r| r > 0.0), "--rate-limit must be positive");
@@ -191,10 +168,9 @@ async fn main() -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             rectify_api::run(listener, settings, shutdown_signal()).await
         }
-        Cmd::Rebuild { data_dir, nats, replicas, check } => {
+        Cmd::Rebuild { log, check } => {
             init_logging();
-            let mut settings = Settings::new(data_dir);
-            settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
+            let settings = log.settings();
             let outcome = rectify_api::rebuild::rebuild(&settings, check).await?;
             match outcome.first_difference {
                 Some(diff) => anyhow::bail!("the views differ from a rebuild at position {}: {diff}", outcome.position),

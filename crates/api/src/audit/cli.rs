@@ -3,7 +3,7 @@
 
 use super::export::{Selection, check_export, export};
 use super::verify::{Options, render, verify};
-use crate::server::{Backend, Settings};
+use crate::cli::LogArgs;
 use anyhow::Context;
 use clap::Subcommand;
 use rectify_domain::{AggregateId, RegionCode};
@@ -17,13 +17,8 @@ pub enum AuditCmd {
     /// any finding and names the first bad event. The service must be stopped (it holds the files), unless
     /// on NATS with `--no-views`.
     Verify {
-        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "RECTIFY_NATS")]
-        nats: Option<String>,
-        /// The stream's replicas (as given to `serve`).
-        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
-        replicas: usize,
+        #[command(flatten)]
+        log: LogArgs,
         /// Trust file(s) besides `<data dir>/trust.json`.
         #[arg(long)]
         trust: Vec<PathBuf>,
@@ -36,13 +31,8 @@ pub enum AuditCmd {
     },
     /// Writes JSON Lines of a problem, a region or the whole log, verifiable offline.
     Export {
-        #[arg(long, default_value = "./data", env = "RECTIFY_DATA_DIR")]
-        data_dir: PathBuf,
-        #[arg(long, env = "RECTIFY_NATS")]
-        nats: Option<String>,
-        /// The stream's replicas (as given to `serve`).
-        #[arg(long, default_value_t = 1, requires = "nats", env = "RECTIFY_REPLICAS")]
-        replicas: usize,
+        #[command(flatten)]
+        log: LogArgs,
         #[arg(long, conflicts_with_all = ["region", "all"])]
         problem: Option<String>,
         #[arg(long, conflicts_with = "all")]
@@ -67,17 +57,11 @@ pub enum AuditCmd {
     },
 }
 
-fn settings(data_dir: PathBuf, nats: Option<String>, replicas: usize) -> Settings {
-    let mut settings = Settings::new(data_dir);
-    settings.backend = nats.map_or(Backend::Embedded, |url| Backend::Nats { url, replicas });
-    settings
-}
-
 /// Runs one audit subcommand; `Ok(false)` means "found problems" (exit non-zero).
 pub async fn run(command: AuditCmd) -> anyhow::Result<bool> {
     match command {
-        AuditCmd::Verify { data_dir, nats, replicas, trust, json, no_views } => {
-            let settings = settings(data_dir, nats, replicas);
+        AuditCmd::Verify { log, trust, json, no_views } => {
+            let settings = log.settings();
             let outcome = verify(&settings, &Options { trust, views: !no_views, progress: true }).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome)?);
@@ -89,7 +73,7 @@ pub async fn run(command: AuditCmd) -> anyhow::Result<bool> {
         AuditCmd::Export { all: false, problem: None, region: None, .. } => {
             anyhow::bail!("choose what to export: --problem ID, --region CODE or --all")
         }
-        AuditCmd::Export { data_dir, nats, replicas, problem, region, all: _, out } => {
+        AuditCmd::Export { log, problem, region, all: _, out } => {
             let selection = match (problem, region) {
                 (Some(p), _) => {
                     Selection::Problem(AggregateId::parse(&p).with_context(|| format!("bad problem id {p}"))?)
@@ -97,7 +81,7 @@ pub async fn run(command: AuditCmd) -> anyhow::Result<bool> {
                 (None, Some(r)) => Selection::Region(RegionCode::parse(&r).with_context(|| format!("bad region {r}"))?),
                 (None, None) => Selection::All,
             };
-            let settings = settings(data_dir, nats, replicas);
+            let settings = log.settings();
             let count = match out {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(
