@@ -592,33 +592,61 @@ impl Inner {
         if max == 0 || from > head {
             return Ok(Vec::new());
         }
-        let name = self.consumer_name();
         let batch = max.min(500) as i64;
-        let mut messages = self.ordered(name.clone(), from, batch).await?;
         let mut out = Vec::with_capacity(max.min((head - from + 1) as usize));
-        let result = loop {
+        // async-nats recreates an ordered consumer that has delivered nothing yet (missed heartbeats, a
+        // sequence mismatch, a cluster's leader change) from the start of the stream, not from `from`:
+        // such a restart is reopened here at the next position, a few times at most.
+        for _ in 0..3 {
+            let next = from + out.len() as u64;
+            let name = self.consumer_name();
+            let mut messages = self.ordered(name.clone(), next, batch).await?;
+            let result = self.read_into(&mut messages, &mut out, from, max, head).await;
+            drop(messages);
+            self.drop_consumer(name);
+            match result {
+                Ok(true) => return Ok(out),
+                Ok(false) => tracing::debug!(next, "a log reader's consumer restarted from the beginning; reopening"),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ReadError::Failed(format!("the consumer kept restarting before position {}", from + out.len() as u64)))
+    }
+
+    /// Reads `messages` into `out` (the log from `from`) until it holds `max` records or reaches `head`: true
+    /// when done, false when the consumer went back before the next position and must be reopened there.
+    async fn read_into(
+        &self,
+        messages: &mut Ordered,
+        out: &mut Vec<Record>,
+        from: u64,
+        max: usize,
+        head: u64,
+    ) -> Result<bool, ReadError> {
+        loop {
             let next = match self.bounded(messages.next()).await {
-                None => break Err(ReadError::Unavailable(self.unavailable("reading the log"))),
-                Some(None) => break Err(ReadError::Failed("the consumer ended unexpectedly".into())),
-                Some(Some(Err(e))) => break Err(read_error("reading the log", &e)),
+                None => return Err(ReadError::Unavailable(self.unavailable("reading the log"))),
+                Some(None) => return Err(ReadError::Failed("the consumer ended unexpectedly".into())),
+                Some(Some(Err(e))) => return Err(read_error("reading the log", &e)),
                 Some(Some(Ok(message))) => message,
             };
             let position = match next.info() {
                 Ok(info) => info.stream_sequence,
-                Err(e) => break Err(ReadError::Failed(format!("message without JetStream metadata: {e}"))),
+                Err(e) => return Err(ReadError::Failed(format!("message without JetStream metadata: {e}"))),
             };
-            match self.record(position, &next.subject, &next.payload) {
-                Ok(record) => out.push(record),
-                Err(e) => break Err(e),
+            let expected = from + out.len() as u64;
+            if position < expected {
+                return Ok(false);
             }
+            if position > expected {
+                return Err(ReadError::Failed(format!("the log skipped from {expected} to {position}")));
+            }
+            out.push(self.record(position, &next.subject, &next.payload)?);
             // Nothing is ever deleted, so every position up to the head exists.
             if out.len() == max || position >= head {
-                break Ok(out);
+                return Ok(true);
             }
-        };
-        drop(messages);
-        self.drop_consumer(name);
-        result
+        }
     }
 }
 
