@@ -198,7 +198,15 @@ impl EmbeddedLog {
         };
         let (head_tx, head_rx) = watch::channel(head);
         let (requests, queue) = mpsc::channel(QUEUE);
-        let writer = Writer { tree: tree.clone(), next: head + 1, head: head_tx, unflushed: false };
+        let audit_next = audit.published.load(std::sync::atomic::Ordering::Acquire) + 1;
+        let writer = Writer {
+            tree: tree.clone(),
+            next: head + 1,
+            head: head_tx,
+            audit: audit.clone(),
+            audit_next,
+            unflushed: false,
+        };
         tokio::spawn(writer.run(queue));
         tracing::debug!(path = %dir.display(), head, "opened the embedded event log");
         Ok(EmbeddedLog { inner: Arc::new(Inner { tree, audit, _db: db, requests, head: head_rx }) })
@@ -416,6 +424,8 @@ impl Tail {
 
 enum Request {
     Append(AppendRequest),
+    /// A record for the audit store, made durable by the same flush as the batch's commits.
+    Audit(AuditRequest),
     /// Stop after the current batch; answered once the writer has let go of the tree.
     Close(oneshot::Sender<()>),
 }
@@ -428,6 +438,11 @@ struct AppendRequest {
     version: u64,
     expected: u64,
     reply: oneshot::Sender<Result<Appended, AppendError>>,
+}
+
+struct AuditRequest {
+    bytes: Vec<u8>,
+    reply: oneshot::Sender<Result<u64, AppendError>>,
 }
 
 /// Runs `f` off the async worker when the runtime allows it (a multi-threaded one).
@@ -443,6 +458,9 @@ struct Writer {
     tree: sled::Tree,
     next: u64,
     head: watch::Sender<u64>,
+    audit: audit::AuditTree,
+    /// The next audit position.
+    audit_next: u64,
     /// A flush failed: the tree holds writes that are not known to be durable, so flush before any answer.
     unflushed: bool,
 }
@@ -457,6 +475,7 @@ struct Pending {
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut audits = Vec::new();
         while let Some(first) = queue.recv().await {
             let mut close = None;
             let mut bytes = 0;
@@ -467,14 +486,18 @@ impl Writer {
                     Request::Append(a) => {
                         bytes += a.bytes.len();
                         batch.push(a);
-                        if batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                            request = queue.try_recv().ok();
-                        }
+                    }
+                    Request::Audit(a) => {
+                        bytes += a.bytes.len();
+                        audits.push(a);
                     }
                 }
+                if close.is_none() && batch.len() + audits.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                    request = queue.try_recv().ok();
+                }
             }
-            if !batch.is_empty() {
-                self.commit(&mut batch).await;
+            if !batch.is_empty() || !audits.is_empty() {
+                self.commit(&mut batch, &mut audits).await;
             }
             if let Some(ack) = close {
                 // Requests still queued are dropped with `queue`: their callers see `Unavailable`.
@@ -486,19 +509,19 @@ impl Writer {
         }
     }
 
-    /// Decides, writes, flushes and answers one batch.
-    async fn commit(&mut self, requests: &mut Vec<AppendRequest>) {
+    /// Decides, writes, flushes and answers one batch of appends and audit records.
+    async fn commit(&mut self, requests: &mut Vec<AppendRequest>, audits: &mut Vec<AuditRequest>) {
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next;
         // Deciding and writing are synchronous sled work: keep the worker's other tasks moving meanwhile.
-        let (mut answers, written) = blocking(|| {
+        let (mut answers, written, mut audit_answers) = blocking(|| {
             let answers: Vec<_> =
                 requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
             let written = if next > self.next { Some(self.tree.apply_batch(batch)) } else { None };
-            (answers, written)
+            (answers, written, self.write_audits(audits))
         });
-        let wrote = written.is_some();
+        let wrote = written.is_some() || !audits.is_empty();
 
         if let Some(Err(e)) = written {
             tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
@@ -509,10 +532,12 @@ impl Writer {
         self.next = next;
 
         if wrote || self.unflushed {
+            // One flush for the whole database: the commits and the audit records of this batch.
             match self.tree.flush_async().await {
                 Ok(_) => {
                     self.unflushed = false;
                     self.head.send_replace(self.next - 1);
+                    self.audit.published.store(self.audit_next - 1, std::sync::atomic::Ordering::Release);
                 }
                 Err(e) => {
                     // The batch is in the tree but not known to be on disk: answer no success, publish no
@@ -521,6 +546,7 @@ impl Writer {
                     self.unflushed = true;
                     let failure = AppendError::Failed(format!("sled flush failed, durability unknown: {e}"));
                     answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
+                    audit_answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
                 }
             }
         }
@@ -528,6 +554,31 @@ impl Writer {
         for (request, answer) in requests.drain(..).zip(answers) {
             // The caller may have given up waiting; the answer stays on the log for its retry.
             let _ = request.reply.send(answer);
+        }
+        for (request, answer) in audits.drain(..).zip(audit_answers) {
+            let _ = request.reply.send(answer);
+        }
+    }
+
+    /// Numbers and writes the audit records (not yet flushed); their answers.
+    fn write_audits(&mut self, audits: &mut [AuditRequest]) -> Vec<Result<u64, AppendError>> {
+        if audits.is_empty() {
+            return Vec::new();
+        }
+        let mut batch = sled::Batch::default();
+        let first = self.audit_next;
+        for (i, request) in audits.iter_mut().enumerate() {
+            batch.insert(&(first + i as u64).to_be_bytes(), std::mem::take(&mut request.bytes));
+        }
+        match self.audit.tree.apply_batch(batch) {
+            Ok(()) => {
+                self.audit_next += audits.len() as u64;
+                (first..self.audit_next).map(Ok).collect()
+            }
+            Err(e) => {
+                let failure = AppendError::Failed(format!("sled write failed: {e}"));
+                audits.iter().map(|_| Err(failure.clone())).collect()
+            }
         }
     }
 

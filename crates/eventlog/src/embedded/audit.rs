@@ -1,23 +1,24 @@
 //! The embedded audit store: a second sled tree, `rectify_audit`, in the same database as the log.
 //!
-//! Key: position (u64 big-endian, from 1, no gaps); value: [`AuditRecord::encode`] bytes. Appends are
-//! serialized by a lock, flushed before they are acknowledged, and only flushed records are read.
+//! Key: position (u64 big-endian, from 1, no gaps); value: [`AuditRecord::encode`] bytes. Appends go through
+//! the log's writer, which numbers them and makes them durable with the same flush as the commits of its
+//! batch (one fsync for both); only flushed records are read.
 
-use super::{EmbeddedLog, storage_read};
+use super::{AuditRequest, EmbeddedLog, Request, closed, storage_read};
 use crate::{AppendError, AuditEntry, ReadError};
 use rectify_domain::audit::AuditRecord;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::oneshot;
 
 /// The sled tree that holds the audit store.
 pub(super) const TREE: &str = "rectify_audit";
 
-/// The audit tree and its writer's state.
+/// The audit tree and its last flushed position (the writer publishes it; readers see nothing past it).
+#[derive(Clone)]
 pub(super) struct AuditTree {
     pub(super) tree: sled::Tree,
-    /// Held while appending; the next position.
-    next: tokio::sync::Mutex<u64>,
-    /// The last flushed position: readers see nothing past it.
-    published: AtomicU64,
+    pub(super) published: Arc<AtomicU64>,
 }
 
 impl AuditTree {
@@ -28,22 +29,16 @@ impl AuditTree {
             Some((k, _)) => <[u8; 8]>::try_from(k.as_ref()).map(u64::from_be_bytes).unwrap_or(0),
             None => 0,
         };
-        Ok(AuditTree { tree, next: tokio::sync::Mutex::new(head + 1), published: AtomicU64::new(head) })
+        Ok(AuditTree { tree, published: Arc::new(AtomicU64::new(head)) })
     }
 }
 
 impl EmbeddedLog {
     pub(super) async fn append_audit_record(&self, record: &AuditRecord) -> Result<u64, AppendError> {
-        let audit = &self.inner.audit;
-        let mut next = audit.next.lock().await;
-        let position = *next;
-        let failed = |e: sled::Error| AppendError::Failed(format!("sled: {e}"));
-        audit.tree.insert(position.to_be_bytes(), record.encode()).map_err(failed)?;
-        *next += 1;
-        // A failed flush leaves the record in the tree, not known to be durable; the next append flushes it.
-        audit.tree.flush_async().await.map_err(|e| AppendError::Failed(format!("sled flush failed: {e}")))?;
-        audit.published.store(position, Ordering::Release);
-        Ok(position)
+        let (reply, answer) = oneshot::channel();
+        let request = Request::Audit(AuditRequest { bytes: record.encode(), reply });
+        self.inner.requests.send(request).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
     }
 
     pub(super) fn read_audit_records(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError> {
