@@ -191,6 +191,12 @@ impl Pipeline {
                         retried = true;
                         None
                     }
+                    // The log refused or failed the append itself (a full disk, an outage): deciding again
+                    // would not help, and after a failed write the log's state is not one to decide on.
+                    Err(e @ (AppendError::Failed(_) | AppendError::Unavailable(_))) => {
+                        self.cache.forget(id);
+                        return Err(ApiError::from(e));
+                    }
                     Err(e) => Some(ApiError::from(e)),
                 },
                 Err(e) => Some(e),
