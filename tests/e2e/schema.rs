@@ -47,10 +47,12 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     let url = app.at("/openapi.json");
     let report = tempfile::tempdir().unwrap();
     let out = tokio::task::spawn_blocking(move || {
+        // One worker: with two, hypothesis's threads race on a shared cache inside schemathesis's coverage
+        // phase and it sometimes aborts an operation with its own "Runtime Error" (seen in CI), not a finding.
         schemathesis()
             .args(["run", &url, "--header", &format!("Authorization: Bearer {token}")])
             .args(["--checks", "all", "--exclude-checks", "positive_data_acceptance,negative_data_rejection"])
-            .args(["--max-examples", "20", "--workers", "2", "--seed", "20210402", "--no-color"])
+            .args(["--max-examples", "20", "--workers", "1", "--seed", "20210402", "--no-color"])
             .arg("--report-dir")
             .arg(report.path())
             .current_dir(report.path())
