@@ -145,3 +145,51 @@ async fn views_are_rebuilt_beside_the_old_ones_on_request() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// `rectify rebuild --check` on a data dir whose views were altered behind the projector's back: it fails and
+/// names the row, and leaves the views as they were.
+#[tokio::test]
+async fn rebuild_check_names_a_view_row_that_is_not_the_fold_of_the_log() {
+    let mut app = App::start();
+    let token = app.token("county_bureau", Some(COUNTY), None);
+    let mut last = json!(null);
+    for _ in 0..5 {
+        last = send(&app, Method::POST, "/api/v1/problems", Some(&token), Some(report_body(COUNTY, GRID)), &[])
+            .await
+            .expect(201);
+    }
+    let pos = last["position"].as_u64().unwrap();
+    send(&app, Method::GET, &format!("/api/v1/stats/summary?wait_for={pos}"), Some(&token), None, &[])
+        .await
+        .expect(200);
+    app.terminate();
+    let data_dir = app.data_dir.clone();
+
+    // One more problem found in the province than the log holds.
+    let province = rectify_projector::CounterKey::region(rectify_domain::RegionCode::parse("520000").unwrap());
+    {
+        let (views, _) = rectify_projector::Generations::new(data_dir.join("views")).open_current().unwrap();
+        let mut changes = rectify_projector::Changes::default();
+        let mut counters = views.counter(&province).unwrap();
+        counters.found += 1;
+        changes.counters.insert(province.clone(), counters);
+        views.commit(&changes, views.checkpoint().unwrap()).unwrap();
+        views.flush().await.unwrap();
+    }
+    let check =
+        || Command::new(crate::app::binary()).args(["rebuild", "--check", "--data-dir"]).arg(&data_dir).output();
+    // sled lets go of its directory lock shortly after the handle above is dropped.
+    let mut out = check().unwrap();
+    for _ in 0..50 {
+        if !String::from_utf8_lossy(&out.stderr).contains("lock") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        out = check().unwrap();
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a check passed over altered views: {stderr}");
+    assert!(stderr.contains("views differ from a rebuild") && stderr.contains("c:520000|*"), "{stderr}");
+    // The check removed its rebuild and left the altered views in use.
+    assert_eq!(std::fs::read_to_string(data_dir.join("views/CURRENT")).unwrap().trim(), "1");
+}

@@ -40,22 +40,20 @@ pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome
     if position != until {
         bail!("the log ended at {position}, before position {until}");
     }
-    let rebuilt = next.dump()?;
-    let entries = rebuilt.len();
+    let entries = next.count_entries()?;
     let mut first_difference = None;
     if check {
-        let live = current.dump()?;
-        let mut a = live.iter();
-        let mut b = rebuilt.iter();
+        // Streamed side by side: the views of a large log do not fit in memory as JSON.
+        let (mut live, mut rebuilt) = (current.entries(), next.entries());
         loop {
-            match (a.next(), b.next()) {
-                (None, None) => break,
-                (x, y) if x == y => {}
-                (x, y) => {
-                    let key = |e: Option<&(String, serde_json::Value)>| e.map_or("<end>".to_owned(), |e| e.0.clone());
-                    first_difference = Some(format!("views have {} where a rebuild has {}", key(x), key(y)));
-                    break;
-                }
+            let (a, b) = (live.next().transpose()?, rebuilt.next().transpose()?);
+            if a.is_none() && b.is_none() {
+                break;
+            }
+            if a != b {
+                let key = |e: Option<(String, serde_json::Value)>| e.map_or("<end>".to_owned(), |e| e.0);
+                first_difference = Some(format!("views have {} where a rebuild has {}", key(a), key(b)));
+                break;
             }
         }
         drop((next, projector));

@@ -171,23 +171,38 @@ impl ViewStore {
         Ok(out)
     }
 
-    /// Every stored entry except the checkpoint, as (key, JSON value; counters as objects): what a rebuild
-    /// must reproduce.
-    pub fn dump(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.tree.iter() {
-            let (k, v) = item?;
-            if k.as_ref() == CHECKPOINT || k.as_ref() == SCHEMA {
-                continue;
-            }
-            let value = if k.starts_with(b"c:") {
-                serde_json::to_value(decode_counters(&k, &v)?).expect("counters serialize")
-            } else {
-                decode(&k, &v)?
-            };
-            out.push((String::from_utf8_lossy(&k).into_owned(), value));
+    /// Every stored entry except the checkpoint, in key order, as (key, JSON value; counters as objects): what
+    /// a rebuild must reproduce. One at a time, so that comparing millions of rows needs no memory.
+    pub fn entries(&self) -> impl Iterator<Item = Result<(String, serde_json::Value), StoreError>> + use<> {
+        self.tree.iter().filter_map(|item| {
+            let entry = item.map_err(StoreError::from).and_then(|(k, v)| {
+                if k.as_ref() == CHECKPOINT || k.as_ref() == SCHEMA {
+                    return Ok(None);
+                }
+                let value = if k.starts_with(b"c:") {
+                    serde_json::to_value(decode_counters(&k, &v)?).expect("counters serialize")
+                } else {
+                    decode(&k, &v)?
+                };
+                Ok(Some((String::from_utf8_lossy(&k).into_owned(), value)))
+            });
+            entry.transpose()
+        })
+    }
+
+    /// How many entries [`ViewStore::entries`] yields (read without decoding them).
+    pub fn count_entries(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        for key in self.tree.iter().keys() {
+            let key = key?;
+            n += usize::from(key.as_ref() != CHECKPOINT && key.as_ref() != SCHEMA);
         }
-        Ok(out)
+        Ok(n)
+    }
+
+    /// [`ViewStore::entries`], all of them.
+    pub fn dump(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.entries().collect()
     }
 }
 
