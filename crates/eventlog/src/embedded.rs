@@ -353,6 +353,11 @@ impl EventLog for EmbeddedLog {
         stream::unfold(state, Tail::next_item).boxed()
     }
 
+    /// Every command id is indexed in the batch that writes its commit.
+    fn remembers_every_command(&self) -> bool {
+        true
+    }
+
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
         let Some(bytes) = self.inner.tree.get(key::command(command_id)).map_err(storage_read)? else {
             return Ok(None);

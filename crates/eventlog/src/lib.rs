@@ -97,6 +97,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// The answer of an earlier append of `command_id`, if the log still remembers it.
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError>;
 
+    /// Whether [`EventLog::find_command`] remembers every command the log holds, for good. If not, the views
+    /// keep their own index of command ids (a row per command), so that retries are answered once.
+    fn remembers_every_command(&self) -> bool {
+        false
+    }
+
     /// Appends `record` to the audit store: a second append-only log beside the events (seals, bulletins),
     /// as undeletable as the first, with positions of its own (1, 2, …) so that event positions stay dense
     /// and equal to Merkle leaf numbers. Durable when it returns `Ok`; returns the record's position.

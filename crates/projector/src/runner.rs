@@ -111,6 +111,8 @@ pub enum ProjectorError {
 /// Folds the log into one [`ViewStore`] (which a rebuild may replace, see [`Projector::rebuild_beside`]).
 pub struct Projector {
     log: Arc<dyn EventLog>,
+    /// Whether the views keep the command index (only when the log has none of its own).
+    index_commands: bool,
     /// Commits per batch while catching up, and ledger rows kept between batches.
     catch_up_batch: usize,
     ledger_cache: usize,
@@ -161,7 +163,8 @@ impl Projector {
         let handle = ProjectorHandle { store: store.clone(), applied: applied_rx, changes: changes.clone() };
         let cache = Mutex::new(Cache::over(store.read().expect("store lock").checkpoint()?));
         let (catch_up_batch, ledger_cache) = (CATCH_UP_BATCH, LEDGER_CACHE);
-        Ok((Projector { log, catch_up_batch, ledger_cache, store, cache, applied, changes }, handle))
+        let index_commands = !log.remembers_every_command();
+        Ok((Projector { log, index_commands, catch_up_batch, ledger_cache, store, cache, applied, changes }, handle))
     }
 
     fn store(&self) -> ViewStore {
@@ -210,6 +213,10 @@ impl Projector {
                 changes.apply(&base, record.position, env)?;
             }
             last = record.position;
+        }
+        if !self.index_commands {
+            // A row per command is most of what a batch writes: leave it out when the log answers retries.
+            changes.commands.clear();
         }
         Ok((last > checkpoint).then_some((changes, last)))
     }

@@ -1,7 +1,8 @@
 //! Persistence of the views in sled: one tree, one batch per applied log batch, checkpoint included, so a
 //! crash never double-counts or skips.
 //!
-//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>` → counters, `i:<command id>` → command result,
+//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>` → counters, `i:<command id>` → command result
+//! (only over a log without a command index of its own, see [`rectify_eventlog::EventLog::remembers_every_command`]),
 //! `m:checkpoint` → last applied log position (big-endian u64). Values are JSON; counters are stored as
 //! the array of their figures in declaration order ([`Counters::to_array`]).
 
@@ -16,8 +17,8 @@ const SCHEMA: &[u8] = b"m:schema";
 
 /// The version of the views' layout and meaning. Bump it whenever a fold or a key changes: a projector
 /// that finds another version rebuilds its views from the log (beside the old ones) before using them.
-/// 2: counters stored as arrays.
-pub const VIEW_SCHEMA: u32 = 2;
+/// 2: counters stored as arrays. 3: command rows only when the log has no command index of its own.
+pub const VIEW_SCHEMA: u32 = 3;
 
 /// A failure of the view store.
 #[derive(Debug, thiserror::Error)]

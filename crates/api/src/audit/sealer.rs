@@ -452,6 +452,10 @@ impl EventLog for SealingLog {
         self.inner.tail(from)
     }
 
+    fn remembers_every_command(&self) -> bool {
+        self.inner.remembers_every_command()
+    }
+
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
         self.inner.find_command(command_id).await
     }
