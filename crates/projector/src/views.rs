@@ -258,7 +258,9 @@ impl CounterKey {
 
     /// The facet of a month (`month=2021-04`).
     pub fn month_facet(at: chrono::DateTime<chrono::Utc>) -> String {
-        format!("month={}", at.format("%Y-%m"))
+        use chrono::Datelike;
+        // Not `at.format(..)`: chrono's formatter was a tenth of a rebuild's fold.
+        format!("month={:04}-{:02}", at.year(), at.month())
     }
 
     /// The facet of a number of whole days to rectify (`days=00012`, zero-padded so keys sort by days).
