@@ -143,6 +143,11 @@ impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> ApiError {
         match e {
             ReadError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
+            // sled answers every call with the error of a failed write until it is reopened: a full disk.
+            ReadError::Failed(reason) if storage_error(&reason) => {
+                tracing::error!(%reason, "cannot read: the disk is full or read-only");
+                ApiError::InsufficientStorage(storage_reason(&reason).unwrap_or("storage failure").into())
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -164,7 +169,15 @@ impl From<AppendError> for ApiError {
 
 impl From<rectify_projector::StoreError> for ApiError {
     fn from(e: rectify_projector::StoreError) -> ApiError {
-        ApiError::Internal(e.into())
+        let reason = e.to_string();
+        match storage_reason(&reason) {
+            // The views' sled, too, answers with the error of a failed write until it is reopened.
+            Some(told) => {
+                tracing::error!(%reason, "cannot read the views: the disk is full or read-only");
+                ApiError::InsufficientStorage(told.into())
+            }
+            None => ApiError::Internal(e.into()),
+        }
     }
 }
 
@@ -185,4 +198,23 @@ fn storage_reason(reason: &str) -> Option<&'static str> {
         "short write to the seal journal" => "no space left on device",
         other => other,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+    use rectify_eventlog::{AppendError, ReadError};
+
+    fn full() -> String {
+        format!("sled: IO error: {}", std::io::Error::from_raw_os_error(28))
+    }
+
+    #[test]
+    fn a_full_disk_is_507_whether_writing_reading_the_log_or_reading_the_views() {
+        let storage = |e: ApiError| matches!(e, ApiError::InsufficientStorage(ref r) if r == "no space left on device");
+        assert!(storage(AppendError::Failed(full()).into()));
+        assert!(storage(ReadError::Failed(full()).into()));
+        assert!(storage(rectify_projector::StoreError::Io(std::io::Error::from_raw_os_error(28)).into()));
+        assert!(matches!(ApiError::from(ReadError::Failed("sled: corrupted page".into())), ApiError::Internal(_)));
+    }
 }
