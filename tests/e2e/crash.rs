@@ -101,7 +101,7 @@ async fn sigkill_mid_batch_then_restart_keeps_every_ack_and_views_equal_a_rebuil
     )
     .await
     .expect(201);
-    assert!(again == *first || acked.iter().any(|a| *a == again), "a retried key returned a new answer: {again}");
+    assert!(again == *first || acked.contains(&again), "a retried key returned a new answer: {again}");
 
     app.kill();
     drop(keep_dir);

@@ -67,9 +67,11 @@ pub fn add(dir: &Path, role: Role, region: RegionCode, grid: Option<String>, nam
 /// The tokens of a data dir, reloaded when the file changes.
 pub struct TokenStore {
     path: PathBuf,
-    /// (modification time and length of the file when read, records by hash).
-    loaded: RwLock<(Option<(SystemTime, u64)>, HashMap<String, TokenRecord>)>,
+    loaded: RwLock<Loaded>,
 }
+
+/// (Modification time and length of the file when read, records by hash.)
+type Loaded = (Option<(SystemTime, u64)>, HashMap<String, TokenRecord>);
 
 impl TokenStore {
     /// A store over `dir` (the file may not exist yet).

@@ -8,8 +8,11 @@ use axum::response::{IntoResponse, Response};
 use rectify_projector::{CounterKey, Counters};
 use std::fmt::Write;
 
-/// The gauges, by name, help text and how to read them off the counters.
-const GAUGES: [(&str, &str, fn(&Counters) -> i64); 10] = [
+/// A gauge: its name, help text and how to read it off the counters.
+type Gauge = (&'static str, &'static str, fn(&Counters) -> i64);
+
+/// The gauges.
+const GAUGES: [Gauge; 10] = [
     ("rectify_inspections", "Pollution-source inspections recorded.", |c| c.inspections),
     ("rectify_problems_found", "Problems found (not voided).", |c| c.found),
     ("rectify_problems_fixed", "Problems rectified and signed off.", |c| c.fixed),
