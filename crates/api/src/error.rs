@@ -143,11 +143,7 @@ impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> ApiError {
         match e {
             ReadError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
-            // sled answers every call with the error of a failed write until it is reopened: a full disk.
-            ReadError::Failed(reason) if storage_error(&reason) => {
-                tracing::error!(%reason, "cannot read: the disk is full or read-only");
-                ApiError::InsufficientStorage(storage_reason(&reason).unwrap_or("storage failure").into())
-            }
+            ReadError::Failed(_) => full_disk(&e.to_string()).unwrap_or_else(|| ApiError::Internal(e.into())),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -158,26 +154,14 @@ impl From<AppendError> for ApiError {
         match e {
             AppendError::Conflict { .. } => ApiError::Conflict(e.to_string()),
             AppendError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
-            AppendError::Failed(reason) if storage_error(&reason) => {
-                tracing::error!(%reason, "cannot write: the disk is full or read-only");
-                ApiError::InsufficientStorage(storage_reason(&reason).unwrap_or("storage failure").into())
-            }
-            AppendError::Failed(_) => ApiError::Internal(e.into()),
+            AppendError::Failed(_) => full_disk(&e.to_string()).unwrap_or_else(|| ApiError::Internal(e.into())),
         }
     }
 }
 
 impl From<rectify_projector::StoreError> for ApiError {
     fn from(e: rectify_projector::StoreError) -> ApiError {
-        let reason = e.to_string();
-        match storage_reason(&reason) {
-            // The views' sled, too, answers with the error of a failed write until it is reopened.
-            Some(told) => {
-                tracing::error!(%reason, "cannot read the views: the disk is full or read-only");
-                ApiError::InsufficientStorage(told.into())
-            }
-            None => ApiError::Internal(e.into()),
-        }
+        full_disk(&e.to_string()).unwrap_or_else(|| ApiError::Internal(e.into()))
     }
 }
 
@@ -186,18 +170,15 @@ impl From<rectify_projector::StoreError> for ApiError {
 const STORAGE_ERRORS: [&str; 4] =
     ["no space left on device", "disk quota exceeded", "read-only file system", "short write to the seal journal"];
 
-/// Whether a failure of the log is the disk refusing writes.
-fn storage_error(reason: &str) -> bool {
-    storage_reason(reason).is_some()
-}
-
-/// What a client is told about it (the paths and details stay in the service's log).
-fn storage_reason(reason: &str) -> Option<&'static str> {
-    let reason = reason.to_lowercase();
-    STORAGE_ERRORS.iter().find(|needle| reason.contains(*needle)).map(|n| match *n {
-        "short write to the seal journal" => "no space left on device",
-        other => other,
-    })
+/// A 507 if a failure of the log or the views is the disk refusing writes. Reads count too: sled answers every
+/// call with the error of its failed write until it is reopened. The client is told the kind of failure only;
+/// the paths and details go to the service's log.
+fn full_disk(reason: &str) -> Option<ApiError> {
+    let lower = reason.to_lowercase();
+    let found = STORAGE_ERRORS.iter().find(|needle| lower.contains(*needle))?;
+    tracing::error!(%reason, "the disk is full or read-only");
+    let told = if *found == "short write to the seal journal" { "no space left on device" } else { found };
+    Some(ApiError::InsufficientStorage(told.into()))
 }
 
 #[cfg(test)]
