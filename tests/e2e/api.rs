@@ -58,6 +58,15 @@ pub async fn send(
     Answer { status, content_type, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
 }
 
+/// Asserts that the problem of each report answer is there, at version 1 (the report and nothing else).
+pub async fn expect_reported<'a>(app: &super::app::App, token: &str, answers: impl IntoIterator<Item = &'a Value>) {
+    for a in answers {
+        let path = format!("/api/v1/problems/{}", a["id"].as_str().expect("an answer names its problem"));
+        let problem = send(app, Method::GET, &path, Some(token), None, &[]).await.expect(200);
+        assert_eq!(problem["version"], 1, "{path}");
+    }
+}
+
 /// A valid report body for `county`/`grid`.
 pub fn report_body(county: &str, grid: &str) -> Value {
     json!({

@@ -1,7 +1,7 @@
 //! Crashes of the service itself: SIGKILL while commands are being applied, then restart. Acknowledged
 //! commands survive, and the views equal a rebuild from the log.
 
-use crate::api::{report_body, send};
+use crate::api::{expect_reported, report_body, send};
 use crate::app::App;
 use futures::StreamExt;
 use reqwest::Method;
@@ -64,19 +64,7 @@ async fn sigkill_mid_batch_then_restart_keeps_every_ack_and_views_equal_a_rebuil
     let data_dir = app.data_dir.clone();
     let keep_dir = std::mem::replace(&mut app, App::spawn(data_dir.clone(), None, &[]));
     let head = acked.iter().map(|a| a["position"].as_u64().unwrap()).max().unwrap();
-    for a in acked.iter().step_by(97) {
-        let p = send(
-            &app,
-            Method::GET,
-            &format!("/api/v1/problems/{}", a["id"].as_str().unwrap()),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await
-        .expect(200);
-        assert_eq!(p["version"], 1);
-    }
+    expect_reported(&app, &token, acked.iter().step_by(97)).await;
     let s = send(
         &app,
         Method::GET,

@@ -3,7 +3,7 @@
 //! Both need a file system that misbehaves on purpose: a tiny tmpfs, and a read-only bind mount (root ignores
 //! file modes). They mount with `mount(8)` and skip, saying so, where that is not allowed (not root).
 
-use crate::api::{report_body, send};
+use crate::api::{expect_reported, report_body, send};
 use crate::app::App;
 use reqwest::Method;
 use serde_json::Value;
@@ -116,19 +116,7 @@ async fn a_full_disk_refuses_commands_with_507_and_loses_no_acknowledged_one() {
         .await
         .expect(200);
     assert_eq!(summary["found"].as_u64().unwrap() as usize, acked.len(), "every acknowledged command, no other");
-    for a in &acked {
-        let p = send(
-            &app,
-            Method::GET,
-            &format!("/api/v1/problems/{}", a["id"].as_str().unwrap()),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await
-        .expect(200);
-        assert_eq!(p["version"], 1);
-    }
+    expect_reported(&app, &token, &acked).await;
     // A retry of a refused command is applied now, once.
     let retried = send(
         &app,
