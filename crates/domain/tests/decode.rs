@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use rectify_domain::Commit;
 use rectify_domain::audit::AuditRecord;
 use rectify_domain::values::Measure;
+use rectify_tests::json::{at_path, paths};
 use serde_json::{Value, json};
 use support::*;
 
@@ -56,36 +57,6 @@ fn hostile_value() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
     ]
-}
-
-/// Every path (object keys and array indexes) of a JSON value.
-fn paths(value: &Value, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-    out.push(prefix.clone());
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                prefix.push(k.clone());
-                paths(v, prefix, out);
-                prefix.pop();
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                prefix.push(i.to_string());
-                paths(v, prefix, out);
-                prefix.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-fn at_path<'a>(value: &'a mut Value, path: &[String]) -> &'a mut Value {
-    path.iter().fold(value, |v, key| match v {
-        Value::Object(map) => map.get_mut(key).expect("a path of this value"),
-        Value::Array(items) => &mut items[key.parse::<usize>().expect("an index")],
-        _ => unreachable!("paths only go through objects and arrays"),
-    })
 }
 
 /// How one JSON mutation changes a commit.
@@ -158,8 +129,7 @@ proptest! {
         let commits = real_commits();
         let mut value: Value = serde_json::from_slice(which.get(&commits).as_slice()).unwrap();
         for (at, change) in changes {
-            let mut all = Vec::new();
-            paths(&value, &mut Vec::new(), &mut all);
+            let all = paths(&value);
             let path = at.get(&all).clone();
             mutate(&mut value, &path, &change);
         }
