@@ -7,7 +7,7 @@
 
 use crate::pipeline::Pipeline;
 use chrono::{DateTime, Utc};
-use rectify_domain::{Actor, Command, CommandContext, RegionCode, Role, Status};
+use rectify_domain::{Actor, Command, CommandContext, RegionCode, Role};
 use rectify_projector::ProjectorHandle;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +34,16 @@ impl Watcher {
     /// Marks every problem whose deadline passed; returns how many were marked now.
     pub async fn sweep(&self) -> usize {
         let now = (self.clock)();
-        let due: Vec<_> = match self.views.store().ledger_page("P", None, usize::MAX, |row| {
-            row.state.problem().is_some_and(|p| {
-                matches!(p.status, Status::Rectifying | Status::PendingAcceptance)
-                    && !p.overdue
-                    && p.due.is_some_and(|d| d < now)
-            })
-        }) {
-            Ok(rows) => rows,
+        let store = self.views.store();
+        // The index lists candidates; the row says whether the deadline still needs marking.
+        let rows = store.due_before(now).and_then(|ids| {
+            ids.iter().filter_map(|id| store.ledger_row(id).transpose()).collect::<Result<Vec<_>, _>>()
+        });
+        let due: Vec<_> = match rows {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|row| rectify_projector::DeadlineKey::of(row).is_some_and(|k| k.due < now))
+                .collect(),
             Err(error) => {
                 tracing::error!(%error, "deadline watcher cannot read the ledger");
                 return 0;

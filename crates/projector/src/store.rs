@@ -3,10 +3,11 @@
 //!
 //! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>` → counters, `i:<command id>` → command result
 //! (only over a log without a command index of its own, see [`rectify_eventlog::EventLog::remembers_every_command`]),
+//! `d:<due, ms since the epoch, 15 digits>|<problem id>` → due time, the deadline watcher's index ([`DeadlineKey`]),
 //! `m:checkpoint` → last applied log position (big-endian u64). Values are JSON; counters are stored as
 //! the array of their figures in declaration order ([`Counters::to_array`]).
 
-use crate::views::{Changes, CounterKey, Counters, LedgerRow, ViewRead};
+use crate::views::{Changes, CounterKey, Counters, DeadlineKey, LedgerRow, ViewRead};
 use rectify_domain::AggregateId;
 use std::path::Path;
 
@@ -18,7 +19,8 @@ const SCHEMA: &[u8] = b"m:schema";
 /// The version of the views' layout and meaning. Bump it whenever a fold or a key changes: a projector
 /// that finds another version rebuilds its views from the log (beside the old ones) before using them.
 /// 2: counters stored as arrays. 3: command rows only when the log has no command index of its own.
-pub const VIEW_SCHEMA: u32 = 3;
+/// 4: the deadline index.
+pub const VIEW_SCHEMA: u32 = 4;
 
 /// A failure of the view store.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +61,15 @@ fn counter_key(key: &CounterKey) -> Vec<u8> {
     format!("c:{}", key.encode()).into_bytes()
 }
 
+/// Deadline keys sort by due time: milliseconds since the epoch, zero-padded (before 1970 counts as 1970).
+fn deadline_prefix(due: chrono::DateTime<chrono::Utc>) -> String {
+    format!("d:{:015}|", due.timestamp_millis().max(0))
+}
+
+fn deadline_key(key: &DeadlineKey) -> Vec<u8> {
+    format!("{}{}", deadline_prefix(key.due), key.id).into_bytes()
+}
+
 impl ViewStore {
     /// Opens (or creates) the views under `dir`.
     pub fn open(dir: &Path) -> Result<ViewStore, StoreError> {
@@ -92,6 +103,13 @@ impl ViewStore {
         }
         for (key, counters) in &changes.counters {
             batch.insert(counter_key(key), encode_counters(counters));
+        }
+        for (key, present) in &changes.deadlines {
+            if *present {
+                batch.insert(deadline_key(key), serde_json::to_vec(&key.due).expect("times serialize"));
+            } else {
+                batch.remove(deadline_key(key));
+            }
         }
         for (command, result) in &changes.commands {
             batch.insert(format!("i:{command}").into_bytes(), serde_json::to_vec(result).expect("results serialize"));
@@ -127,6 +145,20 @@ impl ViewStore {
             let (k, v) = item?;
             let facet = String::from_utf8_lossy(&k[prefix.len() - facet_prefix.len()..]).into_owned();
             out.push((facet, decode_counters(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// The problems of the deadline index due before `now` (to the millisecond), earliest first.
+    pub fn due_before(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<AggregateId>, StoreError> {
+        let mut out = Vec::new();
+        for key in self.tree.range(b"d:".to_vec()..deadline_prefix(now).into_bytes()).keys() {
+            let key = key?;
+            let id = std::str::from_utf8(&key).ok().and_then(|k| k.split_once('|')).and_then(|(_, id)| AggregateId::parse(id));
+            out.push(id.ok_or_else(|| StoreError::Corrupt {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                reason: "not a deadline key".into(),
+            })?);
         }
         Ok(out)
     }

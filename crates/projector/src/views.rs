@@ -306,6 +306,24 @@ fn contributions(p: &Contribution) -> BTreeMap<CounterKey, Counters> {
     out
 }
 
+/// An entry of the deadline watcher's index: a problem whose deadline can still pass unnoticed (being
+/// rectified or awaiting acceptance, not marked overdue yet), by due time, so that a sweep reads only the
+/// problems that are due instead of the whole ledger.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DeadlineKey {
+    pub due: chrono::DateTime<chrono::Utc>,
+    pub id: AggregateId,
+}
+
+impl DeadlineKey {
+    /// The entry `row` needs, if any.
+    pub fn of(row: &LedgerRow) -> Option<DeadlineKey> {
+        let p = row.state.problem()?;
+        let watched = matches!(p.status, Status::Rectifying | Status::PendingAcceptance) && !p.overdue;
+        Some(DeadlineKey { due: p.due.filter(|_| watched)?, id: row.id.clone() })
+    }
+}
+
 /// Read access to the views as they were before the batch being applied.
 pub trait ViewRead {
     /// Why a read failed.
@@ -323,6 +341,8 @@ pub struct Changes {
     pub counters: BTreeMap<CounterKey, Counters>,
     /// Command id → (stream, version, position) for every commit in the batch.
     pub commands: BTreeMap<String, (AggregateId, u64, u64)>,
+    /// Deadline index entries the batch adds (true) or removes (false).
+    pub deadlines: BTreeMap<DeadlineKey, bool>,
 }
 
 impl Changes {
@@ -343,6 +363,7 @@ impl Changes {
             None => base.ledger(&env.stream)?,
         };
         let was = before.as_ref().and_then(Contribution::of);
+        let deadline_was = before.as_ref().and_then(DeadlineKey::of);
         let mut row = before.unwrap_or_else(|| LedgerRow {
             id: env.stream.clone(),
             position,
@@ -359,6 +380,15 @@ impl Changes {
             row.closed_on_time_original = Some(*on_time_original);
         }
         self.commands.insert(env.command_id.clone(), (env.stream.clone(), env.version, position));
+        let deadline_is = DeadlineKey::of(&row);
+        if deadline_is != deadline_was {
+            if let Some(key) = deadline_was {
+                self.deadlines.insert(key, false);
+            }
+            if let Some(key) = deadline_is {
+                self.deadlines.insert(key, true);
+            }
+        }
 
         let is = Contribution::of(&row);
         let mut delta: BTreeMap<CounterKey, Counters> = BTreeMap::new();

@@ -174,6 +174,18 @@ async fn live_equals_rebuild(log: Arc<dyn EventLog>, dir: &std::path::Path) {
     // The command index: a row per commit, unless the log keeps one itself.
     let indexed = a.iter().filter(|(k, _)| k.starts_with("i:")).count() as u64;
     assert_eq!(indexed, if log.remembers_every_command() { 0 } else { head }, "command rows");
+    // The deadline index lists exactly the rows whose deadline the watcher still has to look at, by due time.
+    let rows = live.ledger_page("", None, usize::MAX, |_| true).unwrap();
+    let watched: Vec<_> = rows.iter().filter_map(rectify_projector::DeadlineKey::of).collect();
+    assert!(watched.len() > 10 && watched.len() < rows.len(), "{} of {} rows watched", watched.len(), rows.len());
+    let start = Utc.with_ymd_and_hms(2020, 3, 20, 0, 0, 0).unwrap();
+    for days in [0, 30, 120, 240, 100_000] {
+        let now = start + Duration::days(days);
+        let mut expected: Vec<_> = watched.iter().filter(|k| k.due < now).cloned().collect();
+        expected.sort();
+        let listed = live.due_before(now).unwrap();
+        assert_eq!(listed, expected.into_iter().map(|k| k.id).collect::<Vec<_>>(), "due before {now}");
+    }
     let all = counters(&live);
     // The mix exercised the interesting paths, so the comparison above compared something.
     let province = &all.iter().find(|(k, _)| k == "c:520000|*").expect("province counters").1;
