@@ -4,9 +4,9 @@
 //!
 //! The pure parts (tree, proofs, canonical bytes, the verification fold) are `rectify_domain::audit`.
 //!
-//! The index is in memory: one leaf hash per commit (plus its perfect subtrees, ~64 bytes per commit),
-//! rebuilt at start by tailing the log like the projector does, and a map from position to the audit
-//! record of its seal. It is derived from the log and never trusted by a verifier: proofs are checked
+//! The index is in memory: the roots of aligned chunks of 64 commits (a [`ChunkedTree`], ~1 MB per million
+//! commits; a proof reads the leaves of the one to three chunks it needs again from the log), rebuilt at
+//! start by tailing the log like the projector does, and which seal covers each position. It is derived from the log and never trusted by a verifier: proofs are checked
 //! against signed checkpoints, and `audit verify` recomputes everything.
 
 pub mod bulletin;
@@ -19,9 +19,9 @@ pub mod verify;
 use crate::server::Settings;
 use crate::watcher::Clock;
 use futures::StreamExt;
-use rectify_domain::audit::merkle::Nodes;
+use rectify_domain::audit::merkle::{ChunkedTree, Nodes, WithChunks};
 use rectify_domain::audit::signed::commit_leaf;
-use rectify_domain::audit::{AuditRecord, Checkpoint, Hash, MemoryTree, SigningKey, merkle};
+use rectify_domain::audit::{AuditRecord, Checkpoint, Hash, SigningKey, merkle};
 use rectify_eventlog::{EventLog, ReadError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -30,10 +30,12 @@ use tokio::sync::watch;
 
 pub use sealer::{Sealer, SealingLog};
 
+/// Commits per chunk of the Merkle index: 2^6.
+const CHUNK_BITS: u32 = 6;
+
 /// What the index knows.
-#[derive(Default)]
 struct Index {
-    tree: MemoryTree,
+    tree: ChunkedTree,
     /// Position → audit position of the (first) seal covering it.
     sealed: SealRuns,
     /// Bulletin id → audit position.
@@ -107,7 +109,12 @@ pub async fn start(
         key,
         clock: settings.clock.clone(),
         sealer,
-        index: RwLock::new(Index::default()),
+        index: RwLock::new(Index {
+            tree: ChunkedTree::new(CHUNK_BITS),
+            sealed: SealRuns::default(),
+            bulletins: HashMap::new(),
+            audit_seen: 0,
+        }),
         size: watch::channel(0).0,
         refreshing: tokio::sync::Mutex::new(()),
         trust_path: keys::trust_path(&settings.data_dir),
@@ -227,33 +234,76 @@ impl Audit {
         self.index.read().expect("index lock").bulletins.get(id).copied()
     }
 
+    /// Computes `f` over the Merkle index, with the leaves of the finished chunks it needs read again from
+    /// the log.
+    async fn over_tree<T>(&self, f: impl Fn(&WithChunks) -> T) -> Result<T, ReadError> {
+        let mut loaded = HashMap::new();
+        loop {
+            let missing = {
+                let index = self.index.read().expect("index lock");
+                let view = index.tree.with(&loaded);
+                let answer = f(&view);
+                let missing = view.missing();
+                if missing.is_empty() {
+                    return Ok(answer);
+                }
+                missing.into_iter().map(|chunk| (chunk, index.tree.chunk_leaves(chunk))).collect::<Vec<_>>()
+            };
+            for (chunk, leaves) in missing {
+                loaded.insert(chunk, self.leaves(leaves.start + 1, leaves.end).await?);
+            }
+        }
+    }
+
+    /// The leaf hashes of positions `first..=last`, as [`Audit::follow`] computed them (zeros for a gap).
+    async fn leaves(&self, first: u64, last: u64) -> Result<Vec<Hash>, ReadError> {
+        let mut out = vec![[0; 32]; (last + 1 - first) as usize];
+        let mut next = first;
+        while next <= last {
+            let records = self.log.read_from(next, (last + 1 - next) as usize).await?;
+            let Some(end) = records.last().map(|r| r.position) else {
+                let reason = "indexed for audit but no longer in the log".to_owned();
+                return Err(ReadError::Corrupt { position: next, reason });
+            };
+            for record in records.iter().filter(|r| r.position <= last) {
+                out[(record.position - first) as usize] = commit_leaf(record.position, &record.commit);
+            }
+            next = end + 1;
+        }
+        Ok(out)
+    }
+
     /// The root of the first `size` commits, if the index holds them.
-    pub fn root(&self, size: u64) -> Option<Hash> {
-        let index = self.index.read().expect("index lock");
-        (size <= index.tree.size()).then(|| merkle::root(&index.tree, size))
+    pub async fn root(&self, size: u64) -> Result<Option<Hash>, ReadError> {
+        if size > self.size() {
+            return Ok(None);
+        }
+        self.over_tree(|tree| Some(merkle::root(tree, size))).await
     }
 
     /// The leaf hash of `position`.
-    pub fn leaf(&self, position: u64) -> Option<Hash> {
-        self.index.read().expect("index lock").tree.leaf(position.checked_sub(1)?).copied()
+    pub async fn leaf(&self, position: u64) -> Result<Option<Hash>, ReadError> {
+        if position == 0 || position > self.size() {
+            return Ok(None);
+        }
+        self.over_tree(|tree| Some(tree.node(0, position - 1))).await
     }
 
     /// A checkpoint of the first `size` commits, signed now.
-    pub fn checkpoint(&self, size: u64) -> Option<Checkpoint> {
-        let root = self.root(size)?;
-        Some(Checkpoint::sign(&self.key, size, &root, (self.clock)()))
+    pub async fn checkpoint(&self, size: u64) -> Result<Option<Checkpoint>, ReadError> {
+        let root = self.root(size).await?;
+        Ok(root.map(|root| Checkpoint::sign(&self.key, size, &root, (self.clock)())))
     }
 
     /// RFC 9162 inclusion proof of `position` in the tree of `size` commits.
-    pub fn inclusion(&self, position: u64, size: u64) -> Option<Vec<Hash>> {
-        let index = self.index.read().expect("index lock");
-        merkle::inclusion_proof(&index.tree, position.checked_sub(1)?, size)
+    pub async fn inclusion(&self, position: u64, size: u64) -> Result<Option<Vec<Hash>>, ReadError> {
+        let Some(index) = position.checked_sub(1) else { return Ok(None) };
+        self.over_tree(|tree| merkle::inclusion_proof(tree, index, size)).await
     }
 
     /// RFC 9162 consistency proof between the trees of `from` and `to` commits.
-    pub fn consistency(&self, from: u64, to: u64) -> Option<Vec<Hash>> {
-        let index = self.index.read().expect("index lock");
-        merkle::consistency_proof(&index.tree, from, to)
+    pub async fn consistency(&self, from: u64, to: u64) -> Result<Option<Vec<Hash>>, ReadError> {
+        self.over_tree(|tree| merkle::consistency_proof(tree, from, to)).await
     }
 
     /// Appends a record to the audit store and indexes it.

@@ -61,7 +61,7 @@ pub async fn checkpoint(
     allow(&state, &actor, Action::ReadCheckpoints, None)?;
     let size = q.size.unwrap_or_else(|| state.audit.size());
     indexed(&state, size).await?;
-    state.audit.checkpoint(size).map(Json).ok_or_else(|| ApiError::NotFound(format!("no tree of size {size}")))
+    state.audit.checkpoint(size).await?.map(Json).ok_or_else(|| ApiError::NotFound(format!("no tree of size {size}")))
 }
 
 /// The public keys whose signatures count, with their validity periods.
@@ -127,9 +127,9 @@ pub async fn inclusion(
         .into_iter()
         .find(|r| r.position == q.position)
         .ok_or_else(|| ApiError::NotFound(format!("no commit at position {}", q.position)))?;
-    let proof = state.audit.inclusion(q.position, size).ok_or_else(|| ApiError::NotFound("no such proof".into()))?;
-    let checkpoint = state.audit.checkpoint(size).ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
-    let leaf = state.audit.leaf(q.position).ok_or_else(|| ApiError::NotFound("no such leaf".into()))?;
+    let proof = state.audit.inclusion(q.position, size).await?.ok_or_else(|| ApiError::NotFound("no such proof".into()))?;
+    let checkpoint = state.audit.checkpoint(size).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
+    let leaf = state.audit.leaf(q.position).await?.ok_or_else(|| ApiError::NotFound("no such leaf".into()))?;
     Ok(Json(InclusionProof {
         position: q.position,
         leaf_index: q.position - 1,
@@ -180,9 +180,9 @@ pub async fn consistency(
         return Err(ApiError::invalid("from", "`from` must not exceed `to`"));
     }
     indexed(&state, to).await?;
-    let proof = state.audit.consistency(q.from, to).ok_or_else(|| ApiError::NotFound("no such proof".into()))?;
-    let first = state.audit.checkpoint(q.from).ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
-    let second = state.audit.checkpoint(to).ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
+    let proof = state.audit.consistency(q.from, to).await?.ok_or_else(|| ApiError::NotFound("no such proof".into()))?;
+    let first = state.audit.checkpoint(q.from).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
+    let second = state.audit.checkpoint(to).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
     Ok(Json(ConsistencyProof { from: q.from, to, proof: hexes(&proof), first, second }))
 }
 
@@ -236,7 +236,7 @@ pub async fn issue(
     let position = state.audit.size();
     let changes = bulletin::fold(&*state.log, position).await?;
     let stats = bulletin::stats(&changes, &state.regions, region);
-    let checkpoint = state.audit.checkpoint(position).ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
+    let checkpoint = state.audit.checkpoint(position).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
     let b = Bulletin {
         id: format!("B{}", ulid::Ulid::new()),
         region: region.to_string(),

@@ -8,9 +8,12 @@
 //! Proofs are generated over a [`Nodes`] source that answers the hash of any *perfect aligned* subtree
 //! (`2^level` leaves starting at a multiple of `2^level`); every subtree the RFC's recursion needs is either
 //! such a node or splits into them, so a source that stores those nodes answers in `O(log² n)` lookups.
-//! [`MemoryTree`] keeps them in memory.
+//! [`MemoryTree`] keeps them all in memory; [`ChunkedTree`] keeps those above a chunk size and has the
+//! leaves of a chunk read again when a proof needs them.
 
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -259,6 +262,99 @@ impl Nodes for MemoryTree {
     }
 }
 
+/// The root of a perfect subtree given all its leaves (`leaves.len()` a power of two).
+fn perfect_root(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        1 => leaves[0],
+        n => node_hash(&perfect_root(&leaves[..n / 2]), &perfect_root(&leaves[n / 2..])),
+    }
+}
+
+/// A Merkle index that keeps the roots of aligned chunks of `2^bits` leaves (their perfect subtrees) and
+/// the leaves of the last, unfinished chunk — about a sixtieth of a [`MemoryTree`] with 64-leaf chunks. A
+/// root or proof needs the leaves of at most a few finished chunks; [`ChunkedTree::with`] names them, and
+/// the caller reads them again from where they came from (the log).
+#[derive(Debug, Clone)]
+pub struct ChunkedTree {
+    bits: u32,
+    /// One leaf per finished chunk: its root.
+    chunks: MemoryTree,
+    /// Leaves of the unfinished chunk.
+    open: Vec<Hash>,
+}
+
+impl ChunkedTree {
+    /// An empty tree with chunks of `2^bits` leaves.
+    pub fn new(bits: u32) -> ChunkedTree {
+        ChunkedTree { bits, chunks: MemoryTree::default(), open: Vec::new() }
+    }
+
+    /// Appends one leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        self.open.push(leaf);
+        if self.open.len() == 1 << self.bits {
+            self.chunks.push(perfect_root(&self.open));
+            self.open.clear();
+        }
+    }
+
+    /// Leaves pushed so far.
+    pub fn size(&self) -> u64 {
+        (self.chunks.size() << self.bits) + self.open.len() as u64
+    }
+
+    /// The leaf indexes `[first, first + 2^bits)` of chunk `chunk`.
+    pub fn chunk_leaves(&self, chunk: u64) -> std::ops::Range<u64> {
+        chunk << self.bits..(chunk + 1) << self.bits
+    }
+
+    /// The tree with the leaves of some finished chunks at hand, as [`Nodes`] for [`root`] and the proofs.
+    /// A node inside a finished chunk that is not in `loaded` reads as zeros and the chunk is listed by
+    /// [`WithChunks::missing`]: load those and compute again.
+    pub fn with<'a>(&'a self, loaded: &'a HashMap<u64, Vec<Hash>>) -> WithChunks<'a> {
+        WithChunks { tree: self, loaded, missing: RefCell::new(BTreeSet::new()) }
+    }
+}
+
+/// A [`ChunkedTree`] and the leaves of some of its chunks.
+pub struct WithChunks<'a> {
+    tree: &'a ChunkedTree,
+    loaded: &'a HashMap<u64, Vec<Hash>>,
+    missing: RefCell<BTreeSet<u64>>,
+}
+
+impl WithChunks<'_> {
+    /// Finished chunks whose leaves were asked for but not at hand.
+    pub fn missing(self) -> Vec<u64> {
+        self.missing.into_inner().into_iter().collect()
+    }
+}
+
+impl Nodes for WithChunks<'_> {
+    fn size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    fn node(&self, level: u32, index: u64) -> Hash {
+        let bits = self.tree.bits;
+        if level >= bits {
+            return self.tree.chunks.node(level - bits, index);
+        }
+        let first = index << level;
+        let chunk = first >> bits;
+        let leaves = if chunk == self.tree.chunks.size() {
+            &self.tree.open
+        } else if let Some(leaves) = self.loaded.get(&chunk) {
+            leaves
+        } else {
+            self.missing.borrow_mut().insert(chunk);
+            return [0; 32];
+        };
+        let at = (first - (chunk << bits)) as usize;
+        perfect_root(&leaves[at..at + (1 << level)])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -348,6 +444,48 @@ mod tests {
                     if first < size {
                         let wrong = mth(&d[1..first + 1]);
                         assert!(!verify_consistency(first as u64, size as u64, &wrong, &r, &p));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Computes `f` over a chunked tree the way a service does: with no chunk at hand first, then with the
+    /// chunks it reported missing, until none is; returns the answer and the chunks it loaded.
+    fn over_chunks<T>(t: &ChunkedTree, d: &[Hash], f: impl Fn(&WithChunks) -> T) -> (T, usize) {
+        let mut loaded = HashMap::new();
+        loop {
+            let view = t.with(&loaded);
+            let answer = f(&view);
+            let missing = view.missing();
+            if missing.is_empty() {
+                return (answer, loaded.len());
+            }
+            for chunk in missing {
+                let range = t.chunk_leaves(chunk);
+                loaded.insert(chunk, d[range.start as usize..range.end as usize].to_vec());
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunked_tree_answers_like_a_memory_tree_with_a_few_chunks_loaded() {
+        for bits in [0, 1, 3] {
+            for n in 1..=40usize {
+                let d = leaves(n);
+                let (full, mut chunked) = (MemoryTree::from_leaves(d.clone()), ChunkedTree::new(bits));
+                d.iter().for_each(|l| chunked.push(*l));
+                assert_eq!(chunked.size(), n as u64);
+                for size in 1..=n as u64 {
+                    let (r, _) = over_chunks(&chunked, &d, |v| root(v, size));
+                    assert_eq!(r, root(&full, size), "root of {size} (bits {bits})");
+                    for m in 0..size {
+                        let (p, loads) = over_chunks(&chunked, &d, |v| inclusion_proof(v, m, size));
+                        assert_eq!(p, inclusion_proof(&full, m, size), "PATH({m}, {size}) bits {bits}");
+                        assert!(loads <= 2, "{loads} chunks for one inclusion proof");
+                        let (p, loads) = over_chunks(&chunked, &d, |v| consistency_proof(v, m + 1, size));
+                        assert_eq!(p, consistency_proof(&full, m + 1, size), "PROOF({}, {size}) bits {bits}", m + 1);
+                        assert!(loads <= 3, "{loads} chunks for one consistency proof");
                     }
                 }
             }
