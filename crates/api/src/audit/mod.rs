@@ -5,11 +5,13 @@
 //! The pure parts (tree, proofs, canonical bytes, the verification fold) are `rectify_domain::audit`.
 //!
 //! The index is in memory: the roots of aligned chunks of 64 commits (a [`ChunkedTree`], ~1 MB per million
-//! commits; a proof reads the leaves of the one to three chunks it needs again from the log), rebuilt at
-//! start by tailing the log like the projector does, and which seal covers each position. It is derived from the log and never trusted by a verifier: proofs are checked
+//! commits; a proof reads the leaves of the one to three chunks it needs again from the log), kept on disk
+//! as they finish ([`chunks`]) and brought up to date at start by tailing the log like the projector does,
+//! and which seal covers each position. It is derived from the log and never trusted by a verifier: proofs are checked
 //! against signed checkpoints, and `audit verify` recomputes everything.
 
 pub mod bulletin;
+mod chunks;
 pub mod cli;
 pub mod export;
 pub mod keys;
@@ -36,6 +38,8 @@ const CHUNK_BITS: u32 = 6;
 /// What the index knows.
 struct Index {
     tree: ChunkedTree,
+    /// Where finished chunks are kept for the next start.
+    chunk_file: chunks::ChunkFile,
     /// Position → audit position of the (first) seal covering it.
     sealed: SealRuns,
     /// Bulletin id → audit position.
@@ -104,18 +108,22 @@ pub async fn start(
 ) -> anyhow::Result<(Arc<dyn EventLog>, Arc<Audit>, tokio::task::JoinHandle<()>)> {
     let (sealer, key, task) = Sealer::start(settings, log.clone()).await?;
     let sealing: Arc<dyn EventLog> = Arc::new(SealingLog::new(log.clone(), sealer.clone()));
+    let kept = settings.data_dir.join("audit").join("merkle-chunks");
+    let (chunk_file, tree) = chunks::ChunkFile::open(kept, &*log, CHUNK_BITS).await;
+    let size = watch::channel(tree.size()).0;
     let audit = Arc::new(Audit {
         log,
         key,
         clock: settings.clock.clone(),
         sealer,
         index: RwLock::new(Index {
-            tree: ChunkedTree::new(CHUNK_BITS),
+            tree,
+            chunk_file,
             sealed: SealRuns::default(),
             bulletins: HashMap::new(),
             audit_seen: 0,
         }),
-        size: watch::channel(0).0,
+        size,
         refreshing: tokio::sync::Mutex::new(()),
         trust_path: keys::trust_path(&settings.data_dir),
     });
@@ -184,7 +192,9 @@ impl Audit {
                             }
                         }
                     }
-                    self.size.send_replace(index.tree.size());
+                    let Index { tree, chunk_file, .. } = &mut *index;
+                    chunk_file.record(tree);
+                    self.size.send_replace(tree.size());
                 }
                 if failed {
                     break;
@@ -250,27 +260,9 @@ impl Audit {
                 missing.into_iter().map(|chunk| (chunk, index.tree.chunk_leaves(chunk))).collect::<Vec<_>>()
             };
             for (chunk, leaves) in missing {
-                loaded.insert(chunk, self.leaves(leaves.start + 1, leaves.end).await?);
+                loaded.insert(chunk, chunks::leaves(&*self.log, leaves.start + 1, leaves.end).await?);
             }
         }
-    }
-
-    /// The leaf hashes of positions `first..=last`, as [`Audit::follow`] computed them (zeros for a gap).
-    async fn leaves(&self, first: u64, last: u64) -> Result<Vec<Hash>, ReadError> {
-        let mut out = vec![[0; 32]; (last + 1 - first) as usize];
-        let mut next = first;
-        while next <= last {
-            let records = self.log.read_from(next, (last + 1 - next) as usize).await?;
-            let Some(end) = records.last().map(|r| r.position) else {
-                let reason = "indexed for audit but no longer in the log".to_owned();
-                return Err(ReadError::Corrupt { position: next, reason });
-            };
-            for record in records.iter().filter(|r| r.position <= last) {
-                out[(record.position - first) as usize] = commit_leaf(record.position, &record.commit);
-            }
-            next = end + 1;
-        }
-        Ok(out)
     }
 
     /// The root of the first `size` commits, if the index holds them.

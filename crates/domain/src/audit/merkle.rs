@@ -263,7 +263,7 @@ impl Nodes for MemoryTree {
 }
 
 /// The root of a perfect subtree given all its leaves (`leaves.len()` a power of two).
-fn perfect_root(leaves: &[Hash]) -> Hash {
+pub fn perfect_root(leaves: &[Hash]) -> Hash {
     match leaves.len() {
         1 => leaves[0],
         n => node_hash(&perfect_root(&leaves[..n / 2]), &perfect_root(&leaves[n / 2..])),
@@ -287,6 +287,21 @@ impl ChunkedTree {
     /// An empty tree with chunks of `2^bits` leaves.
     pub fn new(bits: u32) -> ChunkedTree {
         ChunkedTree { bits, chunks: MemoryTree::default(), open: Vec::new() }
+    }
+
+    /// A tree of the finished chunks with these roots (kept from an earlier run).
+    pub fn resume(bits: u32, roots: impl IntoIterator<Item = Hash>) -> ChunkedTree {
+        ChunkedTree { bits, chunks: MemoryTree::from_leaves(roots), open: Vec::new() }
+    }
+
+    /// How many chunks are finished.
+    pub fn finished(&self) -> u64 {
+        self.chunks.size()
+    }
+
+    /// The root of finished chunk `chunk`.
+    pub fn chunk_root(&self, chunk: u64) -> Option<Hash> {
+        self.chunks.leaf(chunk).copied()
     }
 
     /// Appends one leaf hash.
@@ -476,6 +491,11 @@ mod tests {
                 let (full, mut chunked) = (MemoryTree::from_leaves(d.clone()), ChunkedTree::new(bits));
                 d.iter().for_each(|l| chunked.push(*l));
                 assert_eq!(chunked.size(), n as u64);
+                // Resuming from the finished chunks' roots and pushing the rest gives the same tree.
+                let mut resumed = ChunkedTree::resume(bits, (0..chunked.finished()).map(|c| chunked.chunk_root(c).unwrap()));
+                d[resumed.size() as usize..].iter().for_each(|l| resumed.push(*l));
+                assert_eq!((resumed.size(), &resumed.open), (chunked.size(), &chunked.open));
+                assert_eq!(resumed.chunks, chunked.chunks);
                 for size in 1..=n as u64 {
                     let (r, _) = over_chunks(&chunked, &d, |v| root(v, size));
                     assert_eq!(r, root(&full, size), "root of {size} (bits {bits})");
