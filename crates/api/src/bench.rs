@@ -319,6 +319,13 @@ fn start_nats(bin: &std::path::Path) -> anyhow::Result<OwnNats> {
     }
 }
 
+/// Lets the next workload start on a quiet disk: removes a finished workload's files and waits for the
+/// kernel to write back what is still dirty, so that a row's fsyncs do not wait behind the rows before it.
+fn settle(done: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(done);
+    let _ = Command::new("sync").status();
+}
+
 /// The whole report.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -447,11 +454,14 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         }
     }
     drop(own);
+    settle(&bench.dir.join("w1"));
     if wanted(2) {
         rows.extend(log::embedded(&bench).await?);
+        settle(&bench.dir.join("w2"));
     }
     if wanted(4) || wanted(5) {
         rows.extend(http::run(&bench, wanted(4), wanted(5)).await?);
+        settle(&bench.dir.join("w4"));
     }
     if wanted(3) || wanted(6) || wanted(7) {
         rows.extend(views::run(&bench, wanted(3), wanted(6), wanted(7), &mut notes).await?);
