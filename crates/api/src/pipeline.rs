@@ -1,8 +1,11 @@
-//! The command pipeline: idempotency, load the aggregate (from a cache of recent states, else the log),
-//! authorize and decide (domain), append with the expected position, and retry once on a lost race.
+//! The command pipeline: idempotency, load the aggregate (from a cache of recent states, else the views'
+//! state when they include the stream's last commit, else the log), authorize and decide (domain), append
+//! with the expected position, and retry once on a lost race.
 //!
 //! The cache may be stale when other processes write to the same log; the append's expected position
 //! verifies it, and any doubt (a conflict, a refusal, a version mismatch) is settled by reloading from the log.
+//! The views' state is used like a cached one: a stream's commits are spread over the log, so reading them
+//! all costs a page read each in a big log, while the views' row and the log's head entry are two reads.
 
 use crate::error::ApiError;
 use rectify_domain::problem::State;
@@ -75,14 +78,27 @@ impl Pipeline {
         Pipeline { log, views, cache: Arc::default() }
     }
 
-    /// The aggregate's current state and the log position of its last commit (0 if it does not exist).
+    /// The aggregate's current state and the log position of its last commit (0 if it does not exist), from
+    /// the views when they include that commit, else from the log.
     pub async fn load(&self, id: &AggregateId) -> Result<(State, u64), ApiError> {
+        if let Some(loaded) = self.state_in_views(id).await? {
+            return Ok(loaded);
+        }
         let records = self.log.read_stream(id).await?;
         let last = records.last().map_or(0, |r| r.position);
         Ok((State::replay(records.iter().flat_map(|r| &r.commit.events)), last))
     }
 
-    /// [`load`](Self::load), unless the stream already holds `ctx`'s command: a retry that reaches another
+    /// The state the views hold for `id` and its position, if that is the position of the stream's last
+    /// commit in the log (then the views folded every commit of the stream, this command's too if it is a
+    /// retry, which [`Pipeline::previous`] has answered).
+    async fn state_in_views(&self, id: &AggregateId) -> Result<Option<(State, u64)>, ApiError> {
+        let Some(row) = self.views.store().ledger_row(id)? else { return Ok(None) };
+        let last = self.log.last_position_of(id).await?;
+        Ok((last == Some(row.position)).then_some((row.state, row.position)))
+    }
+
+    /// The log's state of `id`, unless the stream already holds `ctx`'s command: a retry that reaches another
     /// process (which neither appended it nor has it in its views yet) gets the first answer, not a refusal
     /// decided on the state the command itself produced.
     async fn load_unless_done(&self, id: &AggregateId, ctx: &CommandContext) -> Result<Loaded, ApiError> {
@@ -165,9 +181,12 @@ impl Pipeline {
             // trip less on JetStream): the ids the API makes are new, and the append's expected position 0
             // checks it — a stream that exists is a conflict, which reloads like a stale cache does.
             None if creates_stream(command) => (State::default(), 0, false),
-            None => match self.load_unless_done(id, ctx).await? {
-                Loaded::Fresh(state, last) => (state, last, true),
-                Loaded::Done(first) => return Ok(first),
+            None => match self.state_in_views(id).await? {
+                Some((state, last)) => (state, last, false),
+                None => match self.load_unless_done(id, ctx).await? {
+                    Loaded::Fresh(state, last) => (state, last, true),
+                    Loaded::Done(first) => return Ok(first),
+                },
             },
         };
         let mut retried = false;
@@ -216,5 +235,56 @@ impl Pipeline {
             };
             fresh = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::data;
+    use rectify_domain::values::DeadlineClass;
+    use rectify_eventlog::EmbeddedLog;
+    use rectify_projector::{Projector, ViewStore};
+
+    /// The state of `id` as the log alone says.
+    async fn replayed(log: &EmbeddedLog, id: &AggregateId) -> (State, u64) {
+        let records = log.read_stream(id).await.unwrap();
+        let last = records.last().map_or(0, |r| r.position);
+        (State::replay(records.iter().flat_map(|r| &r.commit.events)), last)
+    }
+
+    #[tokio::test]
+    async fn a_load_uses_the_views_only_when_they_hold_the_streams_last_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
+        let store = ViewStore::open(&dir.path().join("views")).unwrap();
+        let (projector, views) = Projector::new(Arc::new(log.clone()), store.clone()).unwrap();
+        let writer = Pipeline::new(Arc::new(log.clone()), views.clone());
+        let places = data::places(&crate::regions::Regions::guizhou());
+        let (id, ctx, report) = data::new_problem(&places, "v", 1);
+        writer.run(&id, &ctx, &report, None).await.unwrap();
+        let next = |n: u32| CommandContext { command_id: format!("v-{n}"), ..ctx.clone() };
+        let progress = || Command::ReportProgress { note: "dredging".into(), evidence: vec![] };
+        let due = ctx.occurred_at + chrono::Duration::days(30);
+        let deadline = Command::SetDeadline { class: DeadlineClass::TimeLimited, due };
+        writer.run(&id, &next(2), &deadline, None).await.unwrap();
+        projector.catch_up().await.unwrap();
+
+        // Another process (a pipeline with nothing cached): the views hold the last commit, so they answer —
+        // the same state the log gives, and not a read of the stream (a changed row would show).
+        let fresh = Pipeline::new(Arc::new(log.clone()), views.clone());
+        assert_eq!(fresh.load(&id).await.unwrap(), replayed(&log, &id).await);
+        let (mut row, position) = (store.ledger_row(&id).unwrap().unwrap(), log.head().await.unwrap());
+        row.state.version += 100;
+        let mut changes = rectify_projector::Changes::default();
+        changes.ledger.insert(id.clone(), row);
+        store.commit(&changes, position).unwrap();
+        assert_eq!(fresh.load(&id).await.unwrap().0.version, 102, "the views' state was used");
+
+        // The views fall behind the log: the log's state is loaded, and a command is decided on it.
+        writer.run(&id, &next(3), &progress(), None).await.unwrap();
+        assert_eq!(fresh.load(&id).await.unwrap(), replayed(&log, &id).await);
+        let accepted = Pipeline::new(Arc::new(log.clone()), views).run(&id, &next(4), &progress(), None).await.unwrap();
+        assert_eq!((accepted.version, accepted.duplicate), (4, false));
     }
 }

@@ -334,6 +334,18 @@ impl EventLog for EmbeddedLog {
         Ok(records)
     }
 
+    /// The stream's head entry (written with its last commit), once that commit is published.
+    async fn last_position_of(&self, stream: &AggregateId) -> Result<Option<u64>, ReadError> {
+        let Some(bytes) = self.inner.tree.get(key::head(stream.as_str())).map_err(storage_read)? else {
+            return Ok(None);
+        };
+        let mark = Mark::decode(&bytes).ok_or_else(|| ReadError::Corrupt {
+            position: 0,
+            reason: format!("malformed head entry of stream {stream}"),
+        })?;
+        Ok((mark.position <= self.published_head()).then_some(mark.position))
+    }
+
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
         read_range(&self.inner.tree, from, self.published_head(), max)
     }

@@ -85,6 +85,12 @@ pub trait EventLog: Send + Sync + 'static {
     /// Every commit of one stream, in order (empty for an unknown stream).
     async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError>;
 
+    /// The position of the last commit of `stream` when the log can tell without reading the stream
+    /// (`None`: no commit, or not cheaply known; then [`EventLog::read_stream`] tells).
+    async fn last_position_of(&self, _stream: &AggregateId) -> Result<Option<u64>, ReadError> {
+        Ok(None)
+    }
+
     /// Up to `max` commits with position ≥ `from`, in log order (empty when `from` is past the head).
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError>;
 

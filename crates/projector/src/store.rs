@@ -16,8 +16,9 @@ const CHECKPOINT: &[u8] = b"m:checkpoint";
 const CACHE_BYTES: u64 = 32 << 20;
 const SCHEMA: &[u8] = b"m:schema";
 
-/// The version of the views' layout and meaning. Bump it whenever a fold or a key changes: a projector
-/// that finds another version rebuilds its views from the log (beside the old ones) before using them.
+/// The version of the views' layout and meaning. Bump it whenever a fold or a key changes — the domain's
+/// `evolve` included, as the pipeline decides commands on a ledger row's state: a projector that finds
+/// another version rebuilds its views from the log (beside the old ones) before using them.
 /// 2: counters stored as arrays. 3: command rows only when the log has no command index of its own.
 /// 4: the deadline index.
 pub const VIEW_SCHEMA: u32 = 4;
@@ -154,7 +155,10 @@ impl ViewStore {
         let mut out = Vec::new();
         for key in self.tree.range(b"d:".to_vec()..deadline_prefix(now).into_bytes()).keys() {
             let key = key?;
-            let id = std::str::from_utf8(&key).ok().and_then(|k| k.split_once('|')).and_then(|(_, id)| AggregateId::parse(id));
+            let id = std::str::from_utf8(&key)
+                .ok()
+                .and_then(|k| k.split_once('|'))
+                .and_then(|(_, id)| AggregateId::parse(id));
             out.push(id.ok_or_else(|| StoreError::Corrupt {
                 key: String::from_utf8_lossy(&key).into_owned(),
                 reason: "not a deadline key".into(),

@@ -3,9 +3,9 @@
 //! was a third of the service's memory). It is a cache of what the log says: at start the last kept chunk
 //! is recomputed from the log and the file is dropped when it does not match; `audit verify` never uses it.
 
+use rectify_domain::audit::Hash;
 use rectify_domain::audit::merkle::{ChunkedTree, perfect_root};
 use rectify_domain::audit::signed::commit_leaf;
-use rectify_domain::audit::Hash;
 use rectify_eventlog::{EventLog, ReadError};
 use std::fs::File;
 use std::io::Write;

@@ -440,6 +440,10 @@ impl EventLog for SealingLog {
         self.inner.read_stream(stream).await
     }
 
+    async fn last_position_of(&self, stream: &AggregateId) -> Result<Option<u64>, ReadError> {
+        self.inner.last_position_of(stream).await
+    }
+
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
         self.inner.read_from(from, max).await
     }

@@ -1,8 +1,9 @@
 //! Workloads 3, 6 and 7 on one embedded log of N events (whole problem lifecycles over the real counties,
 //! grids and sectors), laid out as a service's data dir:
 //!
-//! - 6: cold load of one aggregate (read its stream, fold it) after reopening the log, with N/100 events
-//!   in the log and then with N: the cost must not grow with the log;
+//! - 6: cold load of one aggregate for a command (`Pipeline::load`: the views' state checked against the
+//!   log's stream head, else its stream read and folded) after reopening the log and the views, with N/100
+//!   events in the log and then with N: the cost must not grow with the log;
 //! - 3: a projector rebuild of the N events into fresh views, against an ordered replay of the stored
 //!   bytes into sled batches of the projector's size;
 //! - 7: peak RSS (VmHWM) of the real `rectify serve` on that data dir once ready and queried, restarted
@@ -97,28 +98,52 @@ impl Builder {
     }
 }
 
-/// Opens the log, waiting a little for the previous handle's files to be let go (sled releases its lock
-/// when its last thread has stopped, shortly after the handle is dropped).
-async fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
+/// Opens a sled-backed store, waiting a little for the previous handle's files to be let go (sled releases
+/// its lock when its last thread has stopped, shortly after the handle is dropped).
+async fn reopen<T, E>(open: impl Fn() -> Result<T, E>) -> Result<T, E> {
     let mut tries = 0;
     loop {
-        match EmbeddedLog::open(dir) {
-            Ok(log) => return Ok(log),
+        match open() {
+            Ok(opened) => return Ok(opened),
             Err(_) if tries < 50 => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
 }
 
-/// Mean time to load one aggregate (read its stream and fold it) over `samples` distinct problems picked at
-/// random from `problems`, on a freshly opened log (no sled cache of its own yet).
-/// Returns the first pass (nothing of the log in sled's cache) and a second over the same problems (their
-/// pages cached: what is left is the lookup itself).
-async fn cold_loads(dir: &Path, problems: &[AggregateId], samples: usize) -> anyhow::Result<(Duration, Duration)> {
-    let log = open_log(dir).await?;
+async fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
+    Ok(reopen(|| EmbeddedLog::open(dir)).await?)
+}
+
+/// Mean time of the pipeline's load of one aggregate for a command (the views' state when they include the
+/// stream's last commit, else the stream read and folded) over `samples` distinct problems picked at random
+/// from `problems`, with the views of `views` caught up and then the log and the views freshly opened (no
+/// sled cache of their own yet). Returns the first pass (nothing cached) and a second over the same problems
+/// (their pages cached: what is left is the lookup itself).
+async fn cold_loads(
+    log_dir: &Path,
+    views: &Path,
+    problems: &[AggregateId],
+    samples: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    let open = || async {
+        let log = open_log(log_dir).await?;
+        let (store, _) = reopen(|| Generations::new(views).open_current()).await?;
+        let (projector, handle) = Projector::new(Arc::new(log.clone()), store.clone())?;
+        anyhow::Ok((log, store, projector, handle))
+    };
+    let (log, store, projector, _) = open().await?;
+    projector.catch_up().await?;
+    store.flush().await?;
+    drop((projector, store));
+    log.close().await;
+
+    let (log, store, projector, views) = open().await?;
+    drop(projector);
+    let pipeline = crate::pipeline::Pipeline::new(Arc::new(log.clone()), views);
     // Distinct problems (a repeat would find its pages cached), picked by a seeded shuffle.
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut order: Vec<usize> = (0..problems.len()).collect();
@@ -133,12 +158,12 @@ async fn cold_loads(dir: &Path, problems: &[AggregateId], samples: usize) -> any
     for pass in &mut passes {
         let started = Instant::now();
         for id in &picks {
-            let records = log.read_stream(id).await?;
-            let state = State::replay(records.iter().flat_map(|r| &r.commit.events));
+            let (state, _) = pipeline.load(id).await.map_err(|e| anyhow::anyhow!("loading {id}: {e}"))?;
             anyhow::ensure!(state.version > 0, "{id} has no events");
         }
         *pass = started.elapsed() / picks.len().max(1) as u32;
     }
+    drop((pipeline, store));
     log.close().await;
     Ok((passes[0], passes[1]))
 }
@@ -232,7 +257,10 @@ pub async fn run(
     builder.fill(&log, small, &ticker.count).await?;
     ticker.finish();
     log.close().await;
-    let small_load = if cold { Some(cold_loads(&log_dir, &builder.problems, samples).await?) } else { None };
+    let small_views = bench.dir.join("w6-small-views");
+    let small_load =
+        if cold { Some(cold_loads(&log_dir, &small_views, &builder.problems, samples).await?) } else { None };
+    let _ = std::fs::remove_dir_all(&small_views);
 
     let log = open_log(&log_dir).await?;
     let ticker = bench.ticker(&format!("building a log of {total} events"), total);
@@ -242,30 +270,6 @@ pub async fn run(
     let head = log.head().await?;
     log.close().await;
     drop(builder.states);
-    if let Some((small_cold, small_warm)) = small_load {
-        let (big_cold, big_warm) = cold_loads(&log_dir, &builder.problems, samples).await?;
-        rows.push(Row::new(
-            "6a",
-            format!(
-                "aggregate load (read stream + fold), log just opened, {events} events in the log ({samples} distinct problems, ~6 events each)"
-            ),
-            big_cold.as_secs_f64() * 1e6,
-            "µs",
-            format!("the same with {small} events in the log"),
-            small_cold.as_secs_f64() * 1e6,
-            Target::None,
-        ));
-        rows.push(Row::new(
-            "6b",
-            format!("aggregate load, the same problems again (sled pages cached), {events} events in the log"),
-            big_warm.as_secs_f64() * 1e6,
-            "µs",
-            format!("the same with {small} events in the log"),
-            small_warm.as_secs_f64() * 1e6,
-            Target::RatioBelow(2.0),
-        ));
-    }
-
     if rebuild {
         let log = open_log(&log_dir).await?;
         let ticker = bench.ticker("3 raw replay + sled batch write", head);
@@ -313,6 +317,30 @@ pub async fn run(
         store.flush().await?;
         drop((projector, store));
         log.close().await;
+    }
+
+    if let Some((small_cold, small_warm)) = small_load {
+        let (big_cold, big_warm) = cold_loads(&log_dir, &data_dir.join("views"), &builder.problems, samples).await?;
+        rows.push(Row::new(
+            "6a",
+            format!(
+                "aggregate load for a command (the views' state checked against the log's stream head), log and views just opened, {events} events in the log ({samples} distinct problems, ~6 events each)"
+            ),
+            big_cold.as_secs_f64() * 1e6,
+            "µs",
+            format!("the same with {small} events in the log"),
+            small_cold.as_secs_f64() * 1e6,
+            Target::None,
+        ));
+        rows.push(Row::new(
+            "6b",
+            format!("aggregate load, the same problems again (sled pages cached), {events} events in the log"),
+            big_warm.as_secs_f64() * 1e6,
+            "µs",
+            format!("the same with {small} events in the log"),
+            small_warm.as_secs_f64() * 1e6,
+            Target::RatioBelow(2.0),
+        ));
     }
 
     if rss {

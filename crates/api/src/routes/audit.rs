@@ -127,7 +127,8 @@ pub async fn inclusion(
         .into_iter()
         .find(|r| r.position == q.position)
         .ok_or_else(|| ApiError::NotFound(format!("no commit at position {}", q.position)))?;
-    let proof = state.audit.inclusion(q.position, size).await?.ok_or_else(|| ApiError::NotFound("no such proof".into()))?;
+    let proof =
+        state.audit.inclusion(q.position, size).await?.ok_or_else(|| ApiError::NotFound("no such proof".into()))?;
     let checkpoint = state.audit.checkpoint(size).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
     let leaf = state.audit.leaf(q.position).await?.ok_or_else(|| ApiError::NotFound("no such leaf".into()))?;
     Ok(Json(InclusionProof {
@@ -236,7 +237,8 @@ pub async fn issue(
     let position = state.audit.size();
     let changes = bulletin::fold(&*state.log, position).await?;
     let stats = bulletin::stats(&changes, &state.regions, region);
-    let checkpoint = state.audit.checkpoint(position).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
+    let checkpoint =
+        state.audit.checkpoint(position).await?.ok_or_else(|| ApiError::NotFound("no such tree".into()))?;
     let b = Bulletin {
         id: format!("B{}", ulid::Ulid::new()),
         region: region.to_string(),

@@ -492,7 +492,8 @@ mod tests {
                 d.iter().for_each(|l| chunked.push(*l));
                 assert_eq!(chunked.size(), n as u64);
                 // Resuming from the finished chunks' roots and pushing the rest gives the same tree.
-                let mut resumed = ChunkedTree::resume(bits, (0..chunked.finished()).map(|c| chunked.chunk_root(c).unwrap()));
+                let mut resumed =
+                    ChunkedTree::resume(bits, (0..chunked.finished()).map(|c| chunked.chunk_root(c).unwrap()));
                 d[resumed.size() as usize..].iter().for_each(|l| resumed.push(*l));
                 assert_eq!((resumed.size(), &resumed.open), (chunked.size(), &chunked.open));
                 assert_eq!(resumed.chunks, chunked.chunks);
