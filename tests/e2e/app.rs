@@ -113,9 +113,9 @@ impl App {
 
     /// Stops the process with SIGTERM and waits for it: a graceful shutdown (in-flight requests finish, the
     /// views are flushed, every appended commit is sealed).
-    pub fn terminate(&mut self) {
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let _ = self.child.wait();
+        self.child.wait().expect("wait for the service")
     }
 
     /// Kills the process with SIGKILL, as a crash would.

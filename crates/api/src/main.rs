@@ -100,17 +100,25 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: the server polls it only once it runs, and a signal before that (a quick restart of a
+/// loaded machine) would end the process at once — mid-append, without sealing or flushing anything.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    async fn received(signal: &mut Option<Signal>) {
+        match signal {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
         }
-    };
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
+    }
+    async move {
+        tokio::select! { _ = received(&mut term) => {}, _ = received(&mut interrupt) => {} }
+        tracing::info!("shutting down");
+    }
 }
 
 /// Checks a token's role and region against the reference data.
@@ -163,10 +171,11 @@ async fn main() -> anyhow::Result<()> {
                 rate_limit: rate_limit.map(|per_second| rectify_api::edge::RateLimit { per_second, burst: rate_burst }),
                 cors_origins: cors_origin,
             };
+            let shutdown = shutdown_signal();
             let addr = listener.local_addr()?;
             println!("listening on http://{addr}");
             std::io::stdout().flush()?;
-            rectify_api::run(listener, settings, shutdown_signal()).await
+            rectify_api::run(listener, settings, shutdown).await
         }
         Cmd::Rebuild { log, check } => {
             init_logging();
