@@ -55,7 +55,7 @@ async fn load_until_killed(app: &mut App, token: &str, kill_after: usize) -> Vec
 
 /// A SIGTERM as soon as the service says where it listens (a supervisor restarting it quickly; under load,
 /// before the server ran) stops it through its shutdown — seals written, views flushed — instead of by the
-/// signal's default action, which once left a commit unsealed in the audit test's restart.
+/// signal's default action (most likely what once left a commit unsealed in the audit test's restart).
 #[tokio::test]
 async fn a_sigterm_right_after_start_is_a_clean_stop() {
     for _ in 0..3 {
