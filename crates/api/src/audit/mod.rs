@@ -7,8 +7,8 @@
 //! The index is in memory: the roots of aligned chunks of 64 commits (a [`ChunkedTree`], ~1 MB per million
 //! commits; a proof reads the leaves of the one to three chunks it needs again from the log), kept on disk
 //! as they finish ([`chunks`]) and brought up to date at start by tailing the log like the projector does,
-//! and which seal covers each position. It is derived from the log and never trusted by a verifier: proofs are checked
-//! against signed checkpoints, and `audit verify` recomputes everything.
+//! and which seal covers each position. It is derived from the log and never trusted by a verifier: proofs
+//! are checked against signed checkpoints, and `audit verify` recomputes everything.
 
 pub mod bulletin;
 mod chunks;
