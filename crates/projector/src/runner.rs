@@ -2,7 +2,7 @@
 //! then announce what changed (for read-your-writes waits and live feeds).
 
 use crate::store::{StoreError, ViewStore};
-use crate::views::{Changes, CounterKey, Counters, LedgerRow, ViewRead};
+use crate::views::{Changes, CounterKey, Counters, Days, LedgerRow, ViewRead};
 use futures::StreamExt;
 use rectify_domain::AggregateId;
 use rectify_eventlog::{EventLog, ReadError, Record};
@@ -24,8 +24,10 @@ const LEDGER_CACHE: usize = 16_384;
 struct Cache {
     ledger: HashMap<AggregateId, LedgerRow>,
     counters: HashMap<CounterKey, Counters>,
+    days: HashMap<CounterKey, Days>,
     /// The cache holds every row of the store (it started empty and nothing was dropped since): a row
-    /// that is not here is not in the store either, so a fresh rebuild never reads sled.
+    /// that is not here is not in the store either, so a fresh rebuild never reads sled. Counter rows and
+    /// histograms are never dropped.
     complete_ledger: bool,
     complete_counters: bool,
 }
@@ -34,7 +36,13 @@ impl Cache {
     /// A cache over a store that holds `checkpoint`.
     fn over(checkpoint: u64) -> Cache {
         let empty = checkpoint == 0;
-        Cache { ledger: HashMap::new(), counters: HashMap::new(), complete_ledger: empty, complete_counters: empty }
+        Cache {
+            ledger: HashMap::new(),
+            counters: HashMap::new(),
+            days: HashMap::new(),
+            complete_ledger: empty,
+            complete_counters: empty,
+        }
     }
 }
 
@@ -52,6 +60,9 @@ impl Cache {
         }
         for (key, counters) in &changes.counters {
             self.counters.insert(key.clone(), *counters);
+        }
+        for (key, days) in &changes.days {
+            self.days.insert(key.clone(), days.clone());
         }
     }
 }
@@ -78,6 +89,14 @@ impl ViewRead for Cached<'_> {
             Some(c) => Ok(*c),
             None if self.cache.complete_counters => Ok(Counters::default()),
             None => self.store.counter(key),
+        }
+    }
+
+    fn days(&self, key: &CounterKey) -> Result<Days, StoreError> {
+        match self.cache.days.get(key) {
+            Some(d) => Ok(d.clone()),
+            None if self.cache.complete_counters => Ok(Days::new()),
+            None => self.store.days(key),
         }
     }
 }

@@ -1,13 +1,14 @@
 //! Persistence of the views in sled: one tree, one batch per applied log batch, checkpoint included, so a
 //! crash never double-counts or skips.
 //!
-//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>` → counters, `i:<command id>` → command result
+//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>[|<facet>]` → counters, `t:<region>|<sector>` →
+//! days-to-rectify histogram (`[[days, fixed], …]`), `i:<command id>` → command result
 //! (only over a log without a command index of its own, see [`rectify_eventlog::EventLog::remembers_every_command`]),
 //! `d:<due, ms since the epoch, 15 digits>|<problem id>` → due time, the deadline watcher's index ([`DeadlineKey`]),
 //! `m:checkpoint` → last applied log position (big-endian u64). Values are JSON; counters are stored as
 //! the array of their figures in declaration order ([`Counters::to_array`]).
 
-use crate::views::{Changes, CounterKey, Counters, DeadlineKey, LedgerRow, ViewRead};
+use crate::views::{Changes, CounterKey, Counters, Days, DeadlineKey, LedgerRow, ViewRead};
 use rectify_domain::AggregateId;
 use std::path::Path;
 
@@ -20,8 +21,8 @@ const SCHEMA: &[u8] = b"m:schema";
 /// `evolve` included, as the pipeline decides commands on a ledger row's state: a projector that finds
 /// another version rebuilds its views from the log (beside the old ones) before using them.
 /// 2: counters stored as arrays. 3: command rows only when the log has no command index of its own.
-/// 4: the deadline index.
-pub const VIEW_SCHEMA: u32 = 4;
+/// 4: the deadline index. 5: days to rectify as one histogram row per region × sector.
+pub const VIEW_SCHEMA: u32 = 5;
 
 /// A failure of the view store.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,14 @@ fn encode_counters(c: &Counters) -> Vec<u8> {
 
 fn decode_counters(key: &[u8], bytes: &[u8]) -> Result<Counters, StoreError> {
     decode::<[i64; Counters::FIELDS]>(key, bytes).map(Counters::from_array)
+}
+
+fn days_key(key: &CounterKey) -> Vec<u8> {
+    format!("t:{}", key.encode()).into_bytes()
+}
+
+fn decode_days(key: &[u8], bytes: &[u8]) -> Result<Days, StoreError> {
+    decode::<Vec<(i64, i64)>>(key, bytes).map(|pairs| pairs.into_iter().collect())
 }
 
 fn ledger_key(id: &AggregateId) -> Vec<u8> {
@@ -105,6 +114,14 @@ impl ViewStore {
         for (key, counters) in &changes.counters {
             batch.insert(counter_key(key), encode_counters(counters));
         }
+        for (key, days) in &changes.days {
+            if days.is_empty() {
+                batch.remove(days_key(key));
+            } else {
+                let pairs: Vec<(i64, i64)> = days.iter().map(|(d, n)| (*d, *n)).collect();
+                batch.insert(days_key(key), serde_json::to_vec(&pairs).expect("numbers serialize"));
+            }
+        }
         for (key, present) in &changes.deadlines {
             if *present {
                 batch.insert(deadline_key(key), serde_json::to_vec(&key.due).expect("times serialize"));
@@ -136,6 +153,12 @@ impl ViewStore {
     pub fn counter(&self, key: &CounterKey) -> Result<Counters, StoreError> {
         let k = counter_key(key);
         Ok(self.tree.get(&k)?.map(|v| decode_counters(&k, &v)).transpose()?.unwrap_or_default())
+    }
+
+    /// The days-to-rectify histogram of one region × sector.
+    pub fn days(&self, key: &CounterKey) -> Result<Days, StoreError> {
+        let k = days_key(key);
+        Ok(self.tree.get(&k)?.map(|v| decode_days(&k, &v)).transpose()?.unwrap_or_default())
     }
 
     /// Every counter row whose key starts with `<scope>|<sector or *>|<facet prefix>`, in key order.
@@ -252,5 +275,9 @@ impl ViewRead for ViewStore {
 
     fn counters(&self, key: &CounterKey) -> Result<Counters, StoreError> {
         self.counter(key)
+    }
+
+    fn days(&self, key: &CounterKey) -> Result<Days, StoreError> {
+        ViewStore::days(self, key)
     }
 }

@@ -1,10 +1,11 @@
 //! The views as pure folds of envelopes: the ledger (one row per problem) and counters.
 //!
 //! Counters are derived from ledger rows: each row *contributes* to a set of counter rows — per scope
-//! (province, prefecture, county, grid) × sector, per scope × month (the trend), per scope × sector × days to
-//! rectify (the distribution) — and an event changes the counters by `contributions(after) -
-//! contributions(before)`, plus what the event adds by itself (inspections, reopenings, extensions,
-//! enforcement). So `fixed ≤ found` and `open = found - fixed` hold by construction in every scope.
+//! (province, prefecture, county, grid) × sector, per scope × month (the trend) — and an event changes the
+//! counters by `contributions(after) - contributions(before)`, plus what the event adds by itself
+//! (inspections, reopenings, extensions, enforcement). So `fixed ≤ found` and `open = found - fixed` hold by
+//! construction in every scope. A fixed problem's days to rectify go the same way into one histogram per
+//! region × sector ([`Days`]).
 
 use rectify_domain::event::Event;
 use rectify_domain::problem::{Body, State};
@@ -174,6 +175,11 @@ impl Counters {
     }
 }
 
+/// The distribution of days to rectify in one region × sector: fixed problems by whole days from discovery to
+/// sign-off. One row per region × sector, not one per day count: a rebuild's batch would otherwise write
+/// thousands of tiny rows.
+pub type Days = BTreeMap<i64, i64>;
+
 /// Everything of a ledger row that its counter contributions depend on. Most events (assignments, progress,
 /// enforcement, submissions) leave it as it was, and then the counters move only by what the event adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +222,7 @@ impl Contribution {
 }
 
 /// The key of one counter row: a scope (a region code, or a grid), a sector (`None`: all sectors) and an
-/// optional facet (`month=YYYY-MM` for the trend, `days=NNNNN` for the time-to-rectify distribution).
+/// optional facet (`month=YYYY-MM` for the trend).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CounterKey {
     pub scope: String,
@@ -263,11 +269,6 @@ impl CounterKey {
         format!("month={:04}-{:02}", at.year(), at.month())
     }
 
-    /// The facet of a number of whole days to rectify (`days=00012`, zero-padded so keys sort by days).
-    pub fn days_facet(days: i64) -> String {
-        format!("days={days:05}")
-    }
-
     /// Every plain counter row a fact in `region`/`grid`/`sector` is counted in.
     fn all_for(region: RegionCode, grid: &str, sector: Sector) -> Vec<CounterKey> {
         let scopes = region.scopes().into_iter().map(CounterKey::region).chain([CounterKey::grid(grid)]);
@@ -297,13 +298,18 @@ fn contributions(p: &Contribution) -> BTreeMap<CounterKey, Counters> {
         for key in regions() {
             out.entry(key.with_facet(CounterKey::month_facet(closed))).or_insert_with(Counters::default).fixed += 1;
         }
-        // The distribution of days to rectify, per region × sector.
-        let facet = CounterKey::days_facet(p.rectify_secs() / 86_400);
-        for key in regions().flat_map(|k| [k.clone(), k.with_sector(Some(p.sector))]) {
-            out.insert(key.with_facet(facet.clone()), Counters { fixed: 1, ..Counters::default() });
-        }
     }
     out
+}
+
+/// The [`Days`] histograms a fixed problem is counted in (region × all sectors and × its sector), and its
+/// whole days to rectify.
+fn days_entries(p: &Contribution) -> Option<(i64, Vec<CounterKey>)> {
+    if p.status != Status::Closed || p.closed_at.is_none() {
+        return None;
+    }
+    let regions = p.region.scopes().into_iter().map(CounterKey::region);
+    Some((p.rectify_secs() / 86_400, regions.flat_map(|k| [k.clone(), k.with_sector(Some(p.sector))]).collect()))
 }
 
 /// An entry of the deadline watcher's index: a problem whose deadline can still pass unnoticed (being
@@ -332,6 +338,8 @@ pub trait ViewRead {
     fn ledger(&self, id: &AggregateId) -> Result<Option<LedgerRow>, Self::Error>;
     /// The counters at `key` (zero when absent).
     fn counters(&self, key: &CounterKey) -> Result<Counters, Self::Error>;
+    /// The days-to-rectify histogram at `key` (empty when absent).
+    fn days(&self, key: &CounterKey) -> Result<Days, Self::Error>;
 }
 
 /// The changes a batch of envelopes makes to the views: an overlay over a [`ViewRead`].
@@ -339,9 +347,12 @@ pub trait ViewRead {
 pub struct Changes {
     pub ledger: BTreeMap<AggregateId, LedgerRow>,
     pub counters: BTreeMap<CounterKey, Counters>,
+    /// The days-to-rectify histograms the batch changed, whole (an emptied one is removed when written).
+    pub days: BTreeMap<CounterKey, Days>,
     /// Command id → (stream, version, position) for every commit in the batch.
     pub commands: BTreeMap<String, (AggregateId, u64, u64)>,
-    /// Deadline index entries the batch adds (true) or removes (false).
+    /// Deadline index entries the batch adds (true) or removes (false); one added and removed again within
+    /// the batch (a problem set a deadline and was closed) is not listed.
     pub deadlines: BTreeMap<DeadlineKey, bool>,
 }
 
@@ -352,6 +363,32 @@ impl Changes {
             self.counters.insert(key.clone(), current);
         }
         Ok(self.counters.get_mut(key).expect("inserted above"))
+    }
+
+    /// Adds (`present`) or removes a deadline index entry. Each call flips the entry (a key names one row, and
+    /// is touched only when that row's entry changes), so flipped back within the batch it is as the store has it.
+    fn flip_deadline(&mut self, key: DeadlineKey, present: bool) {
+        if self.deadlines.remove(&key).is_none() {
+            self.deadlines.insert(key, present);
+        }
+    }
+
+    /// Moves one fixed problem into (`by` = 1) or out of (-1) the histograms of `entries`.
+    fn count_days<R: ViewRead>(&mut self, base: &R, entries: (i64, Vec<CounterKey>), by: i64) -> Result<(), R::Error> {
+        let (days, keys) = entries;
+        for key in keys {
+            if !self.days.contains_key(&key) {
+                let current = base.days(&key)?;
+                self.days.insert(key.clone(), current);
+            }
+            let histogram = self.days.get_mut(&key).expect("inserted above");
+            let n = histogram.entry(days).or_default();
+            *n += by;
+            if *n == 0 {
+                histogram.remove(&days);
+            }
+        }
+        Ok(())
     }
 
     /// Folds one envelope (at log `position`) into the overlay. Pure: the same envelopes over the same base
@@ -383,10 +420,10 @@ impl Changes {
         let deadline_is = DeadlineKey::of(&row);
         if deadline_is != deadline_was {
             if let Some(key) = deadline_was {
-                self.deadlines.insert(key, false);
+                self.flip_deadline(key, false);
             }
             if let Some(key) = deadline_is {
-                self.deadlines.insert(key, true);
+                self.flip_deadline(key, true);
             }
         }
 
@@ -396,6 +433,15 @@ impl Changes {
             delta = is.as_ref().map(contributions).unwrap_or_default();
             for (key, c) in was.as_ref().map(contributions).unwrap_or_default() {
                 delta.entry(key).or_default().sub(&c);
+            }
+            let (days_was, days_is) = (was.as_ref().and_then(days_entries), is.as_ref().and_then(days_entries));
+            if days_is != days_was {
+                if let Some(entries) = days_was {
+                    self.count_days(base, entries, -1)?;
+                }
+                if let Some(entries) = days_is {
+                    self.count_days(base, entries, 1)?;
+                }
             }
         }
         let by_event = Counters::of_event(&env.event);
@@ -436,5 +482,9 @@ impl ViewRead for Empty {
 
     fn counters(&self, _: &CounterKey) -> Result<Counters, Self::Error> {
         Ok(Counters::default())
+    }
+
+    fn days(&self, _: &CounterKey) -> Result<Days, Self::Error> {
+        Ok(Days::new())
     }
 }

@@ -15,7 +15,7 @@ use rectify_domain::permissions::{Action, Target, authorize};
 use rectify_domain::region::Level;
 use rectify_domain::values::Sector;
 use rectify_domain::{Actor, RegionCode};
-use rectify_projector::{Changes, CounterKey, Counters, Empty};
+use rectify_projector::{Changes, CounterKey, Counters, Days, Empty};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -62,18 +62,18 @@ fn ratio(a: i64, b: i64) -> f64 {
     if b > 0 { a as f64 / b as f64 } else { 0.0 }
 }
 
-/// Mean, median and p90 from the counters and the days distribution (`(days facet, counters)` in order).
-fn time_to_rectify(counters: &Counters, days: &[(String, Counters)]) -> TimeToRectify {
-    let total: i64 = days.iter().map(|(_, c)| c.fixed).sum();
+/// Mean, median and p90 from the counters and the days distribution.
+fn time_to_rectify(counters: &Counters, days: &Days) -> TimeToRectify {
+    let total: i64 = days.values().sum();
     if total == 0 {
         return TimeToRectify::default();
     }
     let quantile = |q: f64| {
         let rank = ((total as f64) * q).ceil().max(1.0) as i64;
         let mut seen = 0;
-        days.iter().find_map(|(facet, c)| {
-            seen += c.fixed;
-            (seen >= rank).then(|| facet.trim_start_matches("days=").parse().unwrap_or(0))
+        days.iter().find_map(|(days, fixed)| {
+            seen += fixed;
+            (seen >= rank).then_some(*days)
         })
     };
     TimeToRectify {
@@ -94,7 +94,7 @@ fn summary_of(
     region: RegionCode,
     sector: Option<Sector>,
     counters: Counters,
-    days: &[(String, Counters)],
+    days: &Days,
     position: u64,
     as_of: Option<DateTime<Utc>>,
 ) -> Summary {
@@ -145,21 +145,14 @@ pub async fn summary(
     if let Some(as_of) = q.as_of {
         let (changes, head) = fold_as_of(&state, as_of).await?;
         let counters = changes.counters.get(&key).copied().unwrap_or_default();
-        let prefix = format!("{}|", key.encode());
-        let days: Vec<(String, Counters)> = changes
-            .counters
-            .iter()
-            .filter_map(|(k, c)| {
-                k.encode().strip_prefix(&prefix).filter(|f| f.starts_with("days=")).map(|f| (f.to_owned(), *c))
-            })
-            .collect();
+        let days = changes.days.get(&key).cloned().unwrap_or_default();
         return Ok(Json(summary_of(&state, region, q.sector, counters, &days, head, Some(as_of))));
     }
     wait(&state, q.wait_for).await?;
     let position = state.views.applied();
     let store = state.views.store();
     let counters = store.counter(&key)?;
-    let days = store.facets(&key, "days=")?;
+    let days = store.days(&key)?;
     Ok(Json(summary_of(&state, region, q.sector, counters, &days, position, None)))
 }
 
@@ -188,7 +181,7 @@ pub async fn regions(
     let mut items = Vec::with_capacity(children.len());
     for child in children {
         let key = CounterKey::region(child).with_sector(q.sector);
-        let days = store.facets(&key, "days=")?;
+        let days = store.days(&key)?;
         items.push(summary_of(&state, child, q.sector, store.counter(&key)?, &days, position, None));
     }
     Ok(Json(Breakdown { region: region.to_string(), items, position }))
