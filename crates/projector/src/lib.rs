@@ -11,4 +11,4 @@ pub mod views;
 pub use generations::Generations;
 pub use runner::{Applied, Projector, ProjectorHandle};
 pub use store::{StoreError, VIEW_SCHEMA, ViewStore};
-pub use views::{Changes, CounterKey, Counters, Days, DeadlineKey, Empty, LedgerRow, ViewRead};
+pub use views::{Changes, CounterKey, Counters, Days, DeadlineKey, Empty, LedgerRow, Month, Scope, ViewRead};

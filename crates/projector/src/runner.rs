@@ -22,7 +22,10 @@ const LEDGER_CACHE: usize = 16_384;
 /// The rows the last batches wrote, so that the next batch need not read (and decode) them from sled.
 /// Only the projector writes its store, so what it wrote is what the store holds.
 struct Cache {
+    /// Ledger rows in two generations: when `ledger` is full it becomes `older` (and the older one is dropped),
+    /// so the rows just written stay at hand, however the batches fall.
     ledger: HashMap<AggregateId, LedgerRow>,
+    older: HashMap<AggregateId, LedgerRow>,
     counters: HashMap<CounterKey, Counters>,
     days: HashMap<CounterKey, Days>,
     /// The cache holds every row of the store (it started empty and nothing was dropped since): a row
@@ -38,6 +41,7 @@ impl Cache {
         let empty = checkpoint == 0;
         Cache {
             ledger: HashMap::new(),
+            older: HashMap::new(),
             counters: HashMap::new(),
             days: HashMap::new(),
             complete_ledger: empty,
@@ -49,11 +53,11 @@ impl Cache {
 impl Cache {
     /// Takes in what a committed batch wrote.
     /// Every row of the batch is kept (a catch-up folds the next batch while this one is being written, and
-    /// reads what this one wrote from here); older rows are dropped when the cache is full.
+    /// reads what this one wrote from here); the older generation is dropped when the newer one is full.
     fn absorb(&mut self, changes: &Changes, capacity: usize) {
-        if self.ledger.len() + changes.ledger.len() > capacity {
-            self.ledger.clear();
-            self.complete_ledger = false;
+        if self.ledger.len() + changes.ledger.len() > capacity / 2 {
+            self.complete_ledger &= self.older.is_empty();
+            self.older = std::mem::take(&mut self.ledger);
         }
         for (id, row) in &changes.ledger {
             self.ledger.insert(id.clone(), row.clone());
@@ -77,7 +81,7 @@ impl ViewRead for Cached<'_> {
     type Error = StoreError;
 
     fn ledger(&self, id: &AggregateId) -> Result<Option<LedgerRow>, StoreError> {
-        match self.cache.ledger.get(id) {
+        match self.cache.ledger.get(id).or_else(|| self.cache.older.get(id)) {
             Some(row) => Ok(Some(row.clone())),
             None if self.cache.complete_ledger => Ok(None),
             None => self.store.ledger_row(id),
@@ -224,7 +228,8 @@ impl Projector {
         checkpoint: u64,
         records: &[Record],
     ) -> Result<Option<(Changes, u64)>, StoreError> {
-        let mut changes = Changes::default();
+        // A row per command is most of what a batch would write: only when the log does not answer retries.
+        let mut changes = Changes { index_commands: self.index_commands, ..Changes::default() };
         let mut last = checkpoint;
         let base = Cached { store, cache };
         for record in records.iter().filter(|r| r.position > checkpoint) {
@@ -232,10 +237,6 @@ impl Projector {
                 changes.apply(&base, record.position, env)?;
             }
             last = record.position;
-        }
-        if !self.index_commands {
-            // A row per command is most of what a batch writes: leave it out when the log answers retries.
-            changes.commands.clear();
         }
         Ok((last > checkpoint).then_some((changes, last)))
     }

@@ -1,7 +1,7 @@
 //! Persistence of the views in sled: one tree, one batch per applied log batch, checkpoint included, so a
 //! crash never double-counts or skips.
 //!
-//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>[|<facet>]` → counters, `t:<region>|<sector>` →
+//! Keys: `l:<problem id>` → ledger row, `c:<scope>|<sector>[|month=YYYY-MM]` → counters, `t:<region>|<sector>` →
 //! days-to-rectify histogram (`[[days, fixed], …]`), `i:<command id>` → command result
 //! (only over a log without a command index of its own, see [`rectify_eventlog::EventLog::remembers_every_command`]),
 //! `d:<due, ms since the epoch, 15 digits>|<problem id>` → due time, the deadline watcher's index ([`DeadlineKey`]),
@@ -161,14 +161,14 @@ impl ViewStore {
         Ok(self.tree.get(&k)?.map(|v| decode_days(&k, &v)).transpose()?.unwrap_or_default())
     }
 
-    /// Every counter row whose key starts with `<scope>|<sector or *>|<facet prefix>`, in key order.
-    pub fn facets(&self, key: &CounterKey, facet_prefix: &str) -> Result<Vec<(String, Counters)>, StoreError> {
-        let prefix = format!("c:{}|{facet_prefix}", key.encode());
+    /// The trend of one scope × sector: its counters by month (`YYYY-MM`), in month order.
+    pub fn months(&self, key: &CounterKey) -> Result<Vec<(String, Counters)>, StoreError> {
+        let prefix = format!("c:{}|month=", key.encode());
         let mut out = Vec::new();
         for item in self.tree.scan_prefix(prefix.as_bytes()) {
             let (k, v) = item?;
-            let facet = String::from_utf8_lossy(&k[prefix.len() - facet_prefix.len()..]).into_owned();
-            out.push((facet, decode_counters(&k, &v)?));
+            let month = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            out.push((month, decode_counters(&k, &v)?));
         }
         Ok(out)
     }

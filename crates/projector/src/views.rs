@@ -221,24 +221,59 @@ impl Contribution {
     }
 }
 
-/// The key of one counter row: a scope (a region code, or a grid), a sector (`None`: all sectors) and an
-/// optional facet (`month=YYYY-MM` for the trend).
+/// The scope of a counter row: a region (province, prefecture or county) or a grid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Region(RegionCode),
+    Grid(String),
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scope::Region(code) => write!(f, "{code}"),
+            Scope::Grid(id) => write!(f, "grid:{id}"),
+        }
+    }
+}
+
+/// A month of the trend: year and month (1–12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Month(pub i32, pub u32);
+
+impl Month {
+    /// The month `at` falls in.
+    pub fn of(at: chrono::DateTime<chrono::Utc>) -> Month {
+        use chrono::Datelike;
+        Month(at.year(), at.month())
+    }
+}
+
+impl std::fmt::Display for Month {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not chrono's formatter: it was a tenth of a rebuild's fold.
+        write!(f, "month={:04}-{:02}", self.0, self.1)
+    }
+}
+
+/// The key of one counter row: a scope, a sector (`None`: all sectors) and, for the trend, a month. Plain
+/// values rather than text: the fold builds, compares and hashes tens of keys per event.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CounterKey {
-    pub scope: String,
+    pub scope: Scope,
     pub sector: Option<Sector>,
-    pub facet: Option<String>,
+    pub month: Option<Month>,
 }
 
 impl CounterKey {
     /// All sectors of a region.
     pub fn region(code: RegionCode) -> CounterKey {
-        CounterKey { scope: code.to_string(), sector: None, facet: None }
+        CounterKey { scope: Scope::Region(code), sector: None, month: None }
     }
 
     /// All sectors of a grid.
     pub fn grid(id: &str) -> CounterKey {
-        CounterKey { scope: format!("grid:{id}"), sector: None, facet: None }
+        CounterKey { scope: Scope::Grid(id.to_owned()), sector: None, month: None }
     }
 
     /// The same scope, one sector.
@@ -247,26 +282,19 @@ impl CounterKey {
         self
     }
 
-    /// The same scope and sector, one facet.
-    pub fn with_facet(mut self, facet: String) -> CounterKey {
-        self.facet = Some(facet);
+    /// The same scope and sector, one month.
+    pub fn with_month(mut self, month: Month) -> CounterKey {
+        self.month = Some(month);
         self
     }
 
-    /// Stable text form used as the storage key: `<scope>|<sector or *>[|<facet>]`.
+    /// Stable text form used as the storage key: `<scope>|<sector or *>[|month=YYYY-MM]`.
     pub fn encode(&self) -> String {
         let sector = self.sector.map_or("*", |s| s.as_str());
-        match &self.facet {
-            Some(f) => format!("{}|{sector}|{f}", self.scope),
+        match &self.month {
+            Some(m) => format!("{}|{sector}|{m}", self.scope),
             None => format!("{}|{sector}", self.scope),
         }
-    }
-
-    /// The facet of a month (`month=2021-04`).
-    pub fn month_facet(at: chrono::DateTime<chrono::Utc>) -> String {
-        use chrono::Datelike;
-        // Not `at.format(..)`: chrono's formatter was a tenth of a rebuild's fold.
-        format!("month={:04}-{:02}", at.year(), at.month())
     }
 
     /// Every plain counter row a fact in `region`/`grid`/`sector` is counted in.
@@ -289,14 +317,12 @@ fn contributions(p: &Contribution) -> BTreeMap<CounterKey, Counters> {
     let regions = || p.region.scopes().into_iter().map(CounterKey::region);
     if p.status != Status::Voided {
         for key in regions() {
-            out.entry(key.with_facet(CounterKey::month_facet(p.reported_at)))
-                .or_insert_with(Counters::default)
-                .found += 1;
+            out.entry(key.with_month(Month::of(p.reported_at))).or_insert_with(Counters::default).found += 1;
         }
     }
     if let (Status::Closed, Some(closed)) = (p.status, p.closed_at) {
         for key in regions() {
-            out.entry(key.with_facet(CounterKey::month_facet(closed))).or_insert_with(Counters::default).fixed += 1;
+            out.entry(key.with_month(Month::of(closed))).or_insert_with(Counters::default).fixed += 1;
         }
     }
     out
@@ -349,20 +375,25 @@ pub struct Changes {
     pub counters: BTreeMap<CounterKey, Counters>,
     /// The days-to-rectify histograms the batch changed, whole (an emptied one is removed when written).
     pub days: BTreeMap<CounterKey, Days>,
-    /// Command id → (stream, version, position) for every commit in the batch.
+    /// Command id → (stream, version, position) for every commit in the batch, if `index_commands`.
     pub commands: BTreeMap<String, (AggregateId, u64, u64)>,
+    /// Whether to fill `commands` (only the projector of a log without a command index of its own needs it).
+    pub index_commands: bool,
     /// Deadline index entries the batch adds (true) or removes (false); one added and removed again within
     /// the batch (a problem set a deadline and was closed) is not listed.
     pub deadlines: BTreeMap<DeadlineKey, bool>,
 }
 
 impl Changes {
-    fn counters_at<R: ViewRead>(&mut self, base: &R, key: &CounterKey) -> Result<&mut Counters, R::Error> {
-        if !self.counters.contains_key(key) {
-            let current = base.counters(key)?;
-            self.counters.insert(key.clone(), current);
-        }
-        Ok(self.counters.get_mut(key).expect("inserted above"))
+    fn counters_at<R: ViewRead>(&mut self, base: &R, key: CounterKey) -> Result<&mut Counters, R::Error> {
+        use std::collections::btree_map::Entry;
+        Ok(match self.counters.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let current = base.counters(e.key())?;
+                e.insert(current)
+            }
+        })
     }
 
     /// Adds (`present`) or removes a deadline index entry. Each call flips the entry (a key names one row, and
@@ -397,6 +428,8 @@ impl Changes {
         // Taken out of the overlay (or read from the base) and put back changed: no copy of the row.
         let before = match self.ledger.remove(&env.stream) {
             Some(row) => Some(row),
+            // A stream's first event: no row of it can exist yet (a rebuild need not look).
+            None if env.version == 1 => None,
             None => base.ledger(&env.stream)?,
         };
         let was = before.as_ref().and_then(Contribution::of);
@@ -416,7 +449,9 @@ impl Changes {
             row.closed_on_time = Some(*on_time);
             row.closed_on_time_original = Some(*on_time_original);
         }
-        self.commands.insert(env.command_id.clone(), (env.stream.clone(), env.version, position));
+        if self.index_commands {
+            self.commands.insert(env.command_id.clone(), (env.stream.clone(), env.version, position));
+        }
         let deadline_is = DeadlineKey::of(&row);
         if deadline_is != deadline_was {
             if let Some(key) = deadline_was {
@@ -459,7 +494,7 @@ impl Changes {
         }
         for (key, d) in delta {
             if d != Counters::default() {
-                self.counters_at(base, &key)?.add(&d);
+                self.counters_at(base, key)?.add(&d);
             }
         }
         // Inspections are counted but are not ledger rows.

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use rectify_domain::values::{DeadlineClass, Evidence, Measure, Sector, Severity, Source};
 use rectify_domain::{Actor, AggregateId, AggregateKind, Command, CommandContext, RegionCode, Role, execute};
 use rectify_eventlog::{EmbeddedLog, EventLog};
-use rectify_projector::{Counters, Projector, ViewStore};
+use rectify_projector::{CounterKey, Counters, Projector, ViewStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -135,6 +135,11 @@ async fn random_history(log: &dyn EventLog, seed: u64, n: usize) -> usize {
     appended
 }
 
+/// The counter key of a region, all sectors.
+fn region(code: &str) -> CounterKey {
+    CounterKey::region(RegionCode::parse(code).expect("a region code"))
+}
+
 fn counters(store: &ViewStore) -> Vec<(String, Counters)> {
     store
         .dump()
@@ -200,7 +205,7 @@ async fn live_equals_rebuild(log: Arc<dyn EventLog>, dir: &std::path::Path) {
     };
     assert_eq!(facet_sum("c:520000|*|month=", |c| c.found), province.found);
     assert_eq!(facet_sum("c:520000|*|month=", |c| c.fixed), province.fixed);
-    let days = live.days(&rectify_projector::CounterKey { scope: "520000".into(), sector: None, facet: None }).unwrap();
+    let days = live.days(&region("520000")).unwrap();
     assert_eq!(days.values().sum::<i64>(), province.fixed);
     let plain = all.iter().filter(|(k, _)| k.matches('|').count() == 1);
     for (key, c) in plain {
@@ -237,7 +242,7 @@ async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
     let (projector, _) = Projector::new(log, store.clone()).unwrap();
     projector.catch_up().await.unwrap();
     let get = |scope: &str| {
-        store.counter(&rectify_projector::CounterKey { scope: scope.into(), sector: None, facet: None }).unwrap()
+        store.counter(&region(scope)).unwrap()
     };
     let province = get("520000");
     let sum = |scopes: &[&str]| scopes.iter().map(|s| get(s).found).sum::<i64>();
@@ -248,7 +253,7 @@ async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
         .iter()
         .map(|s| {
             store
-                .counter(&rectify_projector::CounterKey { scope: "520000".into(), sector: Some(*s), facet: None })
+                .counter(&region("520000").with_sector(Some(*s)))
                 .unwrap()
                 .found
         })
@@ -262,7 +267,7 @@ fn sum_inspections(store: &ViewStore) -> i64 {
         .iter()
         .map(|c| {
             store
-                .counter(&rectify_projector::CounterKey { scope: (*c).into(), sector: None, facet: None })
+                .counter(&region(c))
                 .unwrap()
                 .inspections
         })

@@ -337,10 +337,10 @@ pub async fn trend(
     let items = state
         .views
         .store()
-        .facets(&CounterKey::region(region), "month=")?
+        .months(&CounterKey::region(region))?
         .into_iter()
-        .map(|(facet, c)| MonthFigures {
-            month: facet.trim_start_matches("month=").to_owned(),
+        .map(|(month, c)| MonthFigures {
+            month,
             found: c.found,
             fixed: c.fixed,
         })
