@@ -183,7 +183,7 @@ impl EmbeddedLog {
         let storage = |source| OpenError::Storage { path: dir.to_owned(), source };
         // sled caches up to 1 GB by default: a service that reads its whole log at start (the audit index)
         // would keep all of it in memory. Recent commits are what appends and tails read.
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(storage)?;
+        let db = crate::sled_open::open(&sled::Config::new().path(dir).cache_capacity(CACHE_BYTES)).map_err(storage)?;
         let tree = db.open_tree(TREE).map_err(storage)?;
         let audit = audit::AuditTree::open(&db).map_err(storage)?;
         let head = match tree.scan_prefix([key::COMMIT]).keys().next_back() {

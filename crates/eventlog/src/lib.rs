@@ -8,6 +8,7 @@
 pub mod baseline;
 pub mod embedded;
 pub mod jetstream;
+pub mod sled_open;
 
 pub use embedded::EmbeddedLog;
 pub use jetstream::{JetStreamConfig, JetStreamError, JetStreamLog};

@@ -84,7 +84,7 @@ impl ViewStore {
     /// Opens (or creates) the views under `dir`.
     pub fn open(dir: &Path) -> Result<ViewStore, StoreError> {
         // sled caches up to 1 GB by default; the views need far less to answer quickly.
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open()?;
+        let db = rectify_eventlog::sled_open::open(&sled::Config::new().path(dir).cache_capacity(CACHE_BYTES))?;
         let tree = db.open_tree("views")?;
         Ok(ViewStore { db, tree })
     }
