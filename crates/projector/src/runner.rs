@@ -15,7 +15,7 @@ use tokio::sync::{broadcast, watch};
 const BATCH: usize = 2048;
 /// Most commits folded into one sled batch while catching up (a rebuild): a problem's events are usually
 /// close together in the log, so a bigger batch writes each touched row once for several of its events.
-const CATCH_UP_BATCH: usize = 16_384;
+const CATCH_UP_BATCH: usize = 32_768;
 /// Ledger rows kept in memory between batches (the counter rows, far fewer, are all kept).
 const LEDGER_CACHE: usize = 16_384;
 
@@ -194,7 +194,7 @@ impl Projector {
         self.store.read().expect("store lock").clone()
     }
 
-    /// Other batch and cache sizes than the defaults (16,384 each): small ones make tests cross batch
+    /// Other batch and cache sizes than the defaults (32,768 and 16,384): small ones make tests cross batch
     /// boundaries and cache evictions with short logs.
     pub fn with_sizes(mut self, catch_up_batch: usize, ledger_cache: usize) -> Projector {
         self.catch_up_batch = catch_up_batch.max(1);
