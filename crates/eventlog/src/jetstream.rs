@@ -675,6 +675,11 @@ impl EventLog for JetStreamLog {
         self.inner.read_stream(stream).await
     }
 
+    /// One leader read of the subject's last message, instead of one per commit of the stream.
+    async fn last_position_of(&self, stream: &AggregateId) -> Result<Option<u64>, ReadError> {
+        Ok(self.inner.last_on_subject(&self.inner.subject(stream)).await?.map(|r| r.position))
+    }
+
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
         self.inner.read_from(from, max).await
     }

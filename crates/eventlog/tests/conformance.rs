@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@cases $backend, ($($runtime)*), $factory, [
             append_then_read_back,
             unknown_things_read_empty,
+            last_position_is_the_streams_last_commit,
             stale_expected_conflicts,
             expected_zero_only_for_new_streams,
             retried_command_is_answered_once,

@@ -69,6 +69,22 @@ pub async fn unknown_things_read_empty(log: Log) {
     assert_eq!(read_from(&log, p.position, 0).await, [], "max 0 reads nothing");
 }
 
+/// The log names a stream's last commit without reading the stream, and nothing for an unknown one.
+pub async fn last_position_is_the_streams_last_commit(log: Log) {
+    let last = |id: AggregateId| {
+        let log = log.clone();
+        async move { within("last_position_of", log.last_position_of(&id)).await.expect("last_position_of") }
+    };
+    let (mut a, mut b) = (Problem::new(), Problem::new());
+    assert_eq!(last(a.id.clone()).await, None);
+    a.append_next(&*log).await;
+    b.append_next(&*log).await;
+    a.append_next(&*log).await;
+    assert_eq!(last(a.id.clone()).await, Some(a.position));
+    assert_eq!(last(b.id.clone()).await, Some(b.position));
+    assert!(a.position > b.position);
+}
+
 /// An append that names a position the stream has moved past is refused and writes nothing.
 pub async fn stale_expected_conflicts(log: Log) {
     let mut p = Problem::new();
