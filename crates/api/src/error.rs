@@ -6,7 +6,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rectify_domain::DomainError;
-use rectify_eventlog::{AppendError, ReadError};
+use rectify_eventlog::{AppendError, DiskRefusal, ReadError};
 use serde::Serialize;
 
 /// Everything a request can fail with.
@@ -143,7 +143,7 @@ impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> ApiError {
         match e {
             ReadError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
-            ReadError::Failed(_) => full_disk(&e.to_string()).unwrap_or_else(|| ApiError::Internal(e.into())),
+            ReadError::Disk { refusal, .. } => full_disk(refusal, &e),
             other => ApiError::Internal(other.into()),
         }
     }
@@ -154,48 +154,47 @@ impl From<AppendError> for ApiError {
         match e {
             AppendError::Conflict { .. } => ApiError::Conflict(e.to_string()),
             AppendError::Unavailable(_) => ApiError::Unavailable(e.to_string()),
-            AppendError::Failed(_) => full_disk(&e.to_string()).unwrap_or_else(|| ApiError::Internal(e.into())),
+            AppendError::Disk { refusal, .. } => full_disk(refusal, &e),
+            AppendError::Failed(_) => ApiError::Internal(e.into()),
         }
     }
 }
 
 impl From<rectify_projector::StoreError> for ApiError {
     fn from(e: rectify_projector::StoreError) -> ApiError {
-        full_disk(&e.to_string()).unwrap_or_else(|| ApiError::Internal(e.into()))
+        match e.disk_refusal() {
+            Some(refusal) => full_disk(refusal, &e),
+            None => ApiError::Internal(e.into()),
+        }
     }
 }
 
-/// How the OS says that a disk takes no more writes (ENOSPC, EDQUOT, EROFS), as it appears (lower-cased) in
-/// an error's text, whether displayed or debug-printed.
-const STORAGE_ERRORS: [&str; 4] =
-    ["no space left on device", "disk quota exceeded", "read-only file system", "short write to the seal journal"];
-
-/// A 507 if a failure of the log or the views is the disk refusing writes. Reads count too: sled answers every
-/// call with the error of its failed write until it is reopened. The client is told the kind of failure only;
-/// the paths and details go to the service's log.
-fn full_disk(reason: &str) -> Option<ApiError> {
-    let lower = reason.to_lowercase();
-    let found = STORAGE_ERRORS.iter().find(|needle| lower.contains(*needle))?;
-    tracing::error!(%reason, "the disk is full or read-only");
-    let told = if *found == "short write to the seal journal" { "no space left on device" } else { found };
-    Some(ApiError::InsufficientStorage(told.into()))
+/// The 507 of a disk that refuses writes, whether the log or the views found out, writing or reading (sled
+/// answers every call with the error of its failed write until it is reopened). The client is told the kind
+/// of refusal only; the paths and details go to the service's log.
+fn full_disk(refusal: DiskRefusal, error: &dyn std::fmt::Display) -> ApiError {
+    tracing::error!(%error, "the disk is full or read-only");
+    ApiError::InsufficientStorage(refusal.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::ApiError;
-    use rectify_eventlog::{AppendError, ReadError};
-
-    fn full() -> String {
-        format!("sled: IO error: {}", std::io::Error::from_raw_os_error(28))
-    }
+    use rectify_eventlog::{AppendError, DiskRefusal, ReadError};
 
     #[test]
     fn a_full_disk_is_507_whether_writing_reading_the_log_or_reading_the_views() {
         let storage = |e: ApiError| matches!(e, ApiError::InsufficientStorage(ref r) if r == "no space left on device");
-        assert!(storage(AppendError::Failed(full()).into()));
-        assert!(storage(ReadError::Failed(full()).into()));
+        let refusal = DiskRefusal::Full;
+        assert!(storage(AppendError::Disk { refusal, reason: "sled write failed".into() }.into()));
+        assert!(storage(ReadError::Disk { refusal, reason: "sled read failed".into() }.into()));
         assert!(storage(rectify_projector::StoreError::Io(std::io::Error::from_raw_os_error(28)).into()));
+        let read_only = std::io::Error::from_raw_os_error(30);
+        assert!(matches!(
+            ApiError::from(rectify_projector::StoreError::Io(read_only)),
+            ApiError::InsufficientStorage(ref r) if r == "read-only file system"
+        ));
         assert!(matches!(ApiError::from(ReadError::Failed("sled: corrupted page".into())), ApiError::Internal(_)));
+        assert!(matches!(ApiError::from(AppendError::Failed("no space left on device".into())), ApiError::Internal(_)));
     }
 }

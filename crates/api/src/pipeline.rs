@@ -212,7 +212,7 @@ impl Pipeline {
                     }
                     // The log refused or failed the append itself (a full disk, an outage): deciding again
                     // would not help, and after a failed write the log's state is not one to decide on.
-                    Err(e @ (AppendError::Failed(_) | AppendError::Unavailable(_))) => {
+                    Err(e @ (AppendError::Failed(_) | AppendError::Disk { .. } | AppendError::Unavailable(_))) => {
                         self.cache.forget(id);
                         return Err(ApiError::from(e));
                     }

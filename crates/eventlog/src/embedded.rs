@@ -30,7 +30,7 @@
 
 mod audit;
 
-use crate::{AppendError, Appended, AuditEntry, EventLog, ReadError, Record};
+use crate::{AppendError, Appended, AuditEntry, DiskRefusal, EventLog, ReadError, Record};
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use rectify_domain::audit::AuditRecord;
@@ -247,7 +247,20 @@ fn closed() -> AppendError {
 }
 
 fn storage_read(e: sled::Error) -> ReadError {
-    ReadError::Failed(format!("sled: {e}"))
+    let reason = format!("sled: {e}");
+    match DiskRefusal::of_sled(&e) {
+        Some(refusal) => ReadError::Disk { refusal, reason },
+        None => ReadError::Failed(reason),
+    }
+}
+
+/// An append's failure from sled's error `e` while `doing` something.
+fn storage_write(doing: &str, e: &sled::Error) -> AppendError {
+    let reason = format!("sled {doing} failed: {e}");
+    match DiskRefusal::of_sled(e) {
+        Some(refusal) => AppendError::Disk { refusal, reason },
+        None => AppendError::Failed(reason),
+    }
 }
 
 fn decode(position: u64, bytes: &[u8]) -> Result<Record, ReadError> {
@@ -542,7 +555,7 @@ impl Writer {
 
         if let Some(Err(e)) = written {
             tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
-            let failure = AppendError::Failed(format!("sled write failed: {e}"));
+            let failure = storage_write("write", &e);
             answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
             next = self.next;
         }
@@ -561,7 +574,7 @@ impl Writer {
                     // head. The next successful flush makes it durable and publishes it.
                     tracing::error!(error = %e, appends = requests.len(), "embedded event log: flush failed");
                     self.unflushed = true;
-                    let failure = AppendError::Failed(format!("sled flush failed, durability unknown: {e}"));
+                    let failure = storage_write("flush (durability unknown)", &e);
                     answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
                     audit_answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
                 }
@@ -593,7 +606,7 @@ impl Writer {
                 (first..self.audit_next).map(Ok).collect()
             }
             Err(e) => {
-                let failure = AppendError::Failed(format!("sled write failed: {e}"));
+                let failure = storage_write("write", &e);
                 audits.iter().map(|_| Err(failure.clone())).collect()
             }
         }
@@ -643,7 +656,7 @@ impl Writer {
         if let Some(mark) = pending.get(id) {
             return Ok(Some(*mark));
         }
-        let Some(bytes) = self.tree.get(key(id)).map_err(|e| AppendError::Failed(format!("sled read failed: {e}")))?
+        let Some(bytes) = self.tree.get(key(id)).map_err(|e| storage_write("read", &e))?
         else {
             return Ok(None);
         };

@@ -47,6 +47,47 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
+/// How a disk refuses writes (ENOSPC, EDQUOT, EROFS): the one storage failure a client can do something
+/// about (make room), so it is told apart from the others where the I/O error is still at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskRefusal {
+    Full,
+    QuotaExceeded,
+    ReadOnly,
+}
+
+impl DiskRefusal {
+    /// The refusal `e` reports, if it is one.
+    pub fn of(e: &std::io::Error) -> Option<DiskRefusal> {
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull => Some(DiskRefusal::Full),
+            ErrorKind::QuotaExceeded => Some(DiskRefusal::QuotaExceeded),
+            ErrorKind::ReadOnlyFilesystem => Some(DiskRefusal::ReadOnly),
+            _ => None,
+        }
+    }
+
+    /// The refusal of a sled failure, if it is one (sled keeps the kind of the I/O error that failed it, and
+    /// answers every later call with it).
+    pub fn of_sled(e: &sled::Error) -> Option<DiskRefusal> {
+        match e {
+            sled::Error::Io(io) => DiskRefusal::of(io),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DiskRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DiskRefusal::Full => "no space left on device",
+            DiskRefusal::QuotaExceeded => "disk quota exceeded",
+            DiskRefusal::ReadOnly => "read-only file system",
+        })
+    }
+}
+
 /// Why an append did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
@@ -56,6 +97,9 @@ pub enum AppendError {
     /// The log cannot be reached or did not answer in time; nothing is known to be written.
     #[error("event log unavailable: {0}")]
     Unavailable(String),
+    /// The disk refuses writes; nothing is known to be written. The text says what failed, for the log.
+    #[error("event log storage refuses writes ({refusal}): {reason}")]
+    Disk { refusal: DiskRefusal, reason: String },
     /// Any other failure of the backend.
     #[error("event log failure: {0}")]
     Failed(String),
@@ -70,6 +114,9 @@ pub enum ReadError {
     /// A stored message does not decode as a commit.
     #[error("corrupt commit at position {position}: {reason}")]
     Corrupt { position: u64, reason: String },
+    /// The disk refused a write before, and the backend answers reads with that failure until it is reopened.
+    #[error("event log storage refuses writes ({refusal}): {reason}")]
+    Disk { refusal: DiskRefusal, reason: String },
     /// Any other failure of the backend.
     #[error("event log failure: {0}")]
     Failed(String),
@@ -125,4 +172,22 @@ pub trait EventLog: Send + Sync + 'static {
     /// publishes it on core NATS subject [`VIEWS_CHANGED`] for external dashboards; by default nobody is told.
     /// Best effort: a lost notice only delays a dashboard until the next one.
     async fn announce_views_changed(&self, _payload: Vec<u8>) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DiskRefusal;
+
+    #[test]
+    fn disk_refusals_are_told_by_the_kind_of_io_error_even_after_sled_copied_it() {
+        for (errno, refusal) in [(28, DiskRefusal::Full), (122, DiskRefusal::QuotaExceeded), (30, DiskRefusal::ReadOnly)] {
+            let e = std::io::Error::from_raw_os_error(errno);
+            assert_eq!(DiskRefusal::of(&e), Some(refusal), "errno {errno}");
+            // What sled answers every later call with: a copy that keeps the kind and the text only.
+            let copied = sled::Error::Io(e).clone();
+            assert_eq!(DiskRefusal::of_sled(&copied), Some(refusal), "errno {errno}");
+        }
+        assert_eq!(DiskRefusal::of(&std::io::Error::from_raw_os_error(5)), None, "EIO is another failure");
+        assert_eq!(DiskRefusal::Full.to_string(), "no space left on device");
+    }
 }

@@ -35,6 +35,17 @@ pub enum StoreError {
     Corrupt { key: String, reason: String },
 }
 
+impl StoreError {
+    /// Whether (and how) the disk refused a write: sled answers every later call with that failure.
+    pub fn disk_refusal(&self) -> Option<rectify_eventlog::DiskRefusal> {
+        match self {
+            StoreError::Sled(e) => rectify_eventlog::DiskRefusal::of_sled(e),
+            StoreError::Io(e) => rectify_eventlog::DiskRefusal::of(e),
+            StoreError::Corrupt { .. } => None,
+        }
+    }
+}
+
 /// The materialized views of one projector.
 #[derive(Clone)]
 pub struct ViewStore {

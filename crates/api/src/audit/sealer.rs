@@ -19,7 +19,7 @@ use futures::stream::BoxStream;
 use rectify_domain::audit::{AuditRecord, Seal, SealEntry, SigningKey};
 use rectify_domain::{AggregateId, Commit};
 use rectify_eventlog::async_trait;
-use rectify_eventlog::{AppendError, Appended, AuditEntry, EventLog, ReadError, Record};
+use rectify_eventlog::{AppendError, Appended, AuditEntry, DiskRefusal, EventLog, ReadError, Record};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -423,7 +423,11 @@ impl SealingLog {
 impl EventLog for SealingLog {
     async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
         if let Err(error) = self.sealer.intend(commit) {
-            return Err(AppendError::Failed(format!("cannot journal the commit for sealing: {error}")));
+            let reason = format!("cannot journal the commit for sealing: {error}");
+            return Err(match DiskRefusal::of(&error) {
+                Some(refusal) => AppendError::Disk { refusal, reason },
+                None => AppendError::Failed(reason),
+            });
         }
         let result = self.inner.append(commit, expected).await;
         let hash = commit.last_hash().to_owned();
