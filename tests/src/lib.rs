@@ -342,6 +342,7 @@ impl NatsCluster {
         for i in 0..cluster.nodes.len() {
             cluster.wait_ready(i);
         }
+        cluster.wait_placeable();
         cluster
     }
 
@@ -445,6 +446,32 @@ impl NatsCluster {
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {}: {e}", self.bin.display()));
         node.child = Some(child);
+    }
+
+    /// Waits until the meta leader counts every other node as current and online. Healthy nodes do not imply
+    /// it: right after the election the leader may not have heard from its peers yet, and then creating a
+    /// stream with a replica on each node fails with "no suitable peers for placement, peer offline".
+    fn wait_placeable(&self) {
+        let deadline = Instant::now() + CLUSTER_TIMEOUT;
+        let mut last = None;
+        loop {
+            for i in 0..self.nodes.len() {
+                let jsz =
+                    self.monitor(i, "/jsz").and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok());
+                let Some(meta) = jsz.map(|j| j["meta_cluster"].clone()) else { continue };
+                if meta["leader"] != self.nodes[i].name.as_str() {
+                    continue;
+                }
+                let peers = meta["replicas"].as_array().cloned().unwrap_or_default();
+                let online = |p: &serde_json::Value| p["current"] == true && p["offline"] != true;
+                if peers.len() + 1 == self.nodes.len() && peers.iter().all(online) {
+                    return;
+                }
+                last = Some(meta);
+            }
+            assert!(Instant::now() < deadline, "the meta leader does not see every peer online: {last:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until node `i` greets clients and its `/healthz` (which includes JetStream: a meta leader is

@@ -656,8 +656,7 @@ impl Writer {
         if let Some(mark) = pending.get(id) {
             return Ok(Some(*mark));
         }
-        let Some(bytes) = self.tree.get(key(id)).map_err(|e| storage_write("read", &e))?
-        else {
+        let Some(bytes) = self.tree.get(key(id)).map_err(|e| storage_write("read", &e))? else {
             return Ok(None);
         };
         Mark::decode(&bytes).map(Some).ok_or_else(|| AppendError::Failed(format!("malformed log entry for {id}")))

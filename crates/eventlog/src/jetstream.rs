@@ -234,7 +234,9 @@ async fn ensure_streams(
             // Another process may have created it meanwhile: look again and check what it made.
             Err(create) => match context.get_stream(&config.stream).await {
                 Ok(stream) => stream,
-                Err(_) if is_unavailable(&create) => return Err(unavailable(create.to_string())),
+                Err(_) if is_unavailable(&create) || placement_pending(&create) => {
+                    return Err(unavailable(create.to_string()));
+                }
                 Err(_) => {
                     return Err(JetStreamError::Failed(format!("creating stream {}: {create}", config.stream)));
                 }
@@ -251,6 +253,14 @@ async fn ensure_streams(
 
     let audit = audit::ensure_stream(context, config).await?;
     Ok((stream, audit))
+}
+
+/// Whether creating a stream failed only because the cluster cannot place its replicas yet: right after an
+/// election the meta leader may not have heard from its peers and answers "no suitable peers for placement,
+/// peer offline" (10005). Taken as "not ready yet", which [`JetStreamLog::connect`] waits out.
+fn placement_pending(e: &jetstream::context::CreateStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::CreateStreamErrorKind::JetStream(js)
+        if js.error_code() == ErrorCode::CLUSTER_NO_PEERS)
 }
 
 /// The pause between first connection attempts (a refused connection fails at once).

@@ -180,7 +180,9 @@ mod tests {
 
     #[test]
     fn disk_refusals_are_told_by_the_kind_of_io_error_even_after_sled_copied_it() {
-        for (errno, refusal) in [(28, DiskRefusal::Full), (122, DiskRefusal::QuotaExceeded), (30, DiskRefusal::ReadOnly)] {
+        for (errno, refusal) in
+            [(28, DiskRefusal::Full), (122, DiskRefusal::QuotaExceeded), (30, DiskRefusal::ReadOnly)]
+        {
             let e = std::io::Error::from_raw_os_error(errno);
             assert_eq!(DiskRefusal::of(&e), Some(refusal), "errno {errno}");
             // What sled answers every later call with: a copy that keeps the kind and the text only.

@@ -241,37 +241,20 @@ async fn province_counts_equal_the_sum_of_its_prefectures_and_counties() {
     let store = ViewStore::open(&dir.path().join("views")).unwrap();
     let (projector, _) = Projector::new(log, store.clone()).unwrap();
     projector.catch_up().await.unwrap();
-    let get = |scope: &str| {
-        store.counter(&region(scope)).unwrap()
-    };
+    let get = |scope: &str| store.counter(&region(scope)).unwrap();
     let province = get("520000");
     let sum = |scopes: &[&str]| scopes.iter().map(|s| get(s).found).sum::<i64>();
     assert!(province.found > 0);
     assert_eq!(province.found, sum(&["520100", "520300", "520400"]));
     assert_eq!(province.found, sum(&COUNTIES));
-    let by_sector: i64 = Sector::ALL
-        .iter()
-        .map(|s| {
-            store
-                .counter(&region("520000").with_sector(Some(*s)))
-                .unwrap()
-                .found
-        })
-        .sum();
+    let by_sector: i64 =
+        Sector::ALL.iter().map(|s| store.counter(&region("520000").with_sector(Some(*s))).unwrap().found).sum();
     assert_eq!(province.found, by_sector);
     assert_eq!(province.inspections, sum_inspections(&store));
 }
 
 fn sum_inspections(store: &ViewStore) -> i64 {
-    COUNTIES
-        .iter()
-        .map(|c| {
-            store
-                .counter(&region(c))
-                .unwrap()
-                .inspections
-        })
-        .sum()
+    COUNTIES.iter().map(|c| store.counter(&region(c)).unwrap().inspections).sum()
 }
 
 /// A catch-up in many small batches (each written while the next is folded) with a ledger cache that keeps

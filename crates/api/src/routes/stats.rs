@@ -339,11 +339,7 @@ pub async fn trend(
         .store()
         .months(&CounterKey::region(region))?
         .into_iter()
-        .map(|(month, c)| MonthFigures {
-            month,
-            found: c.found,
-            fixed: c.fixed,
-        })
+        .map(|(month, c)| MonthFigures { month, found: c.found, fixed: c.fixed })
         .collect();
     Ok(Json(Breakdown { region: region.to_string(), items, position }))
 }

@@ -7,7 +7,9 @@
 //! - The position of a record is its stream sequence; reads go to the stream leader one message at a time
 //!   (audit records are few: one seal per few milliseconds of writes).
 
-use super::{Inner, JetStreamConfig, JetStreamError, differences, is_unavailable, read_error, stream_config};
+use super::{
+    Inner, JetStreamConfig, JetStreamError, differences, is_unavailable, placement_pending, read_error, stream_config,
+};
 use crate::{AppendError, AuditEntry, ReadError};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, Stream};
@@ -45,7 +47,7 @@ pub(super) async fn ensure_stream(
                     Ok(stream) => stream,
                     // Another process may have created it meanwhile.
                     Err(create) => context.get_stream(&wanted.name).await.map_err(|_| {
-                        if is_unavailable(&create) {
+                        if is_unavailable(&create) || placement_pending(&create) {
                             unavailable(&create)
                         } else {
                             JetStreamError::Failed(format!("creating stream {}: {create}", wanted.name))
