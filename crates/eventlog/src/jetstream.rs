@@ -21,7 +21,7 @@
 
 mod audit;
 
-use crate::{AppendError, Appended, AuditEntry, EventLog, ReadError, Record};
+use crate::{AppendError, Appended, AuditEntry, DiskRefusal, EventLog, ReadError, Record};
 use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
 use async_nats::jetstream::message::PublishMessage;
@@ -518,6 +518,8 @@ impl Inner {
                 Some(10071 | 10164) => Published::Conflict,
                 // 10158: the same msg id is being stored (R3); stream not found or no leader: an election.
                 Some(10158 | 10059 | 10008 | 10009) => Published::Retry(e.to_string()),
+                // 10023: the server's JetStream storage is exhausted (its limit, or the disk itself).
+                Some(10023) => Published::Full(e.to_string()),
                 Some(_) => Published::Failed(e.to_string()),
                 None => match e.kind() {
                     // No responders on the subject: the stream has no leader right now.
@@ -577,6 +579,7 @@ impl Inner {
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 Published::Unavailable(reason) => return Err(AppendError::Unavailable(reason)),
+                Published::Full(reason) => return Err(AppendError::Disk { refusal: DiskRefusal::Full, reason }),
                 Published::Failed(reason) => return Err(AppendError::Failed(reason)),
             }
         };
@@ -666,6 +669,7 @@ enum Published {
     Conflict,
     Retry(String),
     Unavailable(String),
+    Full(String),
     Failed(String),
 }
 

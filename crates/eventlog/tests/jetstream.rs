@@ -9,7 +9,7 @@ use rectify_domain::values::{Sector, Severity, Source};
 use rectify_domain::{
     Actor, AggregateId, AggregateKind, Command, CommandContext, Commit, RegionCode, Role, State, execute,
 };
-use rectify_eventlog::{AppendError, Appended, EventLog, JetStreamConfig, JetStreamError, JetStreamLog};
+use rectify_eventlog::{AppendError, Appended, DiskRefusal, EventLog, JetStreamConfig, JetStreamError, JetStreamLog};
 use rectify_tests::NatsServer;
 use std::future::{Future, IntoFuture};
 use std::time::Duration;
@@ -151,6 +151,38 @@ async fn a_stale_expected_position_conflicts() {
     let err = log.append(&late, stale).await.unwrap_err();
     assert_eq!(err, AppendError::Conflict { stream: p.id.to_string(), expected: stale });
     assert_eq!(log.read_stream(&p.id).await.unwrap().len(), 2, "nothing written");
+}
+
+/// A server whose JetStream storage is exhausted refuses appends as a full disk (which the API answers with
+/// 507), writes nothing of the refused commit, and keeps every acknowledged one.
+#[tokio::test]
+async fn a_server_out_of_storage_refuses_appends_as_a_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("small-store.conf");
+    std::fs::write(&conf, "jetstream { max_file_store: 1MB }\n").unwrap();
+    let server = NatsServer::start_with(rectify_tests::binary(), &["-c", conf.to_str().unwrap()]);
+    let log = connect(&server).await;
+    let mut acked = Vec::new();
+    let refusal = loop {
+        assert!(acked.len() < 10_000, "1 MB of storage never filled up");
+        let mut p = Problem::new();
+        let commit = p.next();
+        match within("append", log.append(&commit, 0)).await {
+            Ok(appended) => {
+                p.applied(&commit, appended);
+                acked.push(p);
+            }
+            Err(e) => break e,
+        }
+    };
+    assert!(
+        matches!(refusal, AppendError::Disk { refusal: DiskRefusal::Full, .. }),
+        "after {} appends: {refusal:?}",
+        acked.len()
+    );
+    let last = acked.last().expect("some appends fit");
+    assert_eq!(within("head", log.head()).await.unwrap(), last.position, "nothing of the refused commit");
+    assert_eq!(within("read", log.read_stream(&last.id)).await.unwrap().len(), 1, "the last acknowledged one is there");
 }
 
 /// nats-server 2.9.10 enforces `Nats-Expected-Last-Subject-Sequence: 0` (the subject must be empty).
