@@ -247,20 +247,12 @@ fn closed() -> AppendError {
 }
 
 fn storage_read(e: sled::Error) -> ReadError {
-    let reason = format!("sled: {e}");
-    match DiskRefusal::of_sled(&e) {
-        Some(refusal) => ReadError::Disk { refusal, reason },
-        None => ReadError::Failed(reason),
-    }
+    ReadError::storage(DiskRefusal::of_sled(&e), format!("sled: {e}"))
 }
 
 /// An append's failure from sled's error `e` while `doing` something.
 fn storage_write(doing: &str, e: &sled::Error) -> AppendError {
-    let reason = format!("sled {doing} failed: {e}");
-    match DiskRefusal::of_sled(e) {
-        Some(refusal) => AppendError::Disk { refusal, reason },
-        None => AppendError::Failed(reason),
-    }
+    AppendError::storage(DiskRefusal::of_sled(e), format!("sled {doing} failed: {e}"))
 }
 
 fn decode(position: u64, bytes: &[u8]) -> Result<Record, ReadError> {

@@ -105,6 +105,16 @@ pub enum AppendError {
     Failed(String),
 }
 
+impl AppendError {
+    /// A failed write, read or flush of the storage: [`AppendError::Disk`] if the disk refused it.
+    pub fn storage(refusal: Option<DiskRefusal>, reason: String) -> AppendError {
+        match refusal {
+            Some(refusal) => AppendError::Disk { refusal, reason },
+            None => AppendError::Failed(reason),
+        }
+    }
+}
+
 /// Why a read failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -120,6 +130,16 @@ pub enum ReadError {
     /// Any other failure of the backend.
     #[error("event log failure: {0}")]
     Failed(String),
+}
+
+impl ReadError {
+    /// A failed read of the storage: [`ReadError::Disk`] if the disk refused a write before.
+    pub fn storage(refusal: Option<DiskRefusal>, reason: String) -> ReadError {
+        match refusal {
+            Some(refusal) => ReadError::Disk { refusal, reason },
+            None => ReadError::Failed(reason),
+        }
+    }
 }
 
 /// The append-only log every Rectify process shares.

@@ -424,10 +424,7 @@ impl EventLog for SealingLog {
     async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
         if let Err(error) = self.sealer.intend(commit) {
             let reason = format!("cannot journal the commit for sealing: {error}");
-            return Err(match DiskRefusal::of(&error) {
-                Some(refusal) => AppendError::Disk { refusal, reason },
-                None => AppendError::Failed(reason),
-            });
+            return Err(AppendError::storage(DiskRefusal::of(&error), reason));
         }
         let result = self.inner.append(commit, expected).await;
         let hash = commit.last_hash().to_owned();

@@ -98,24 +98,10 @@ impl Builder {
     }
 }
 
-/// Opens a sled-backed store, waiting a little for the previous handle's files to be let go (sled releases
-/// its lock when its last thread has stopped, shortly after the handle is dropped).
-async fn reopen<T, E>(open: impl Fn() -> Result<T, E>) -> Result<T, E> {
-    let mut tries = 0;
-    loop {
-        match open() {
-            Ok(opened) => return Ok(opened),
-            Err(_) if tries < 50 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-async fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
-    Ok(reopen(|| EmbeddedLog::open(dir)).await?)
+/// Opens the log of `dir` (a handle closed just before may still hold sled's lock for a moment:
+/// `EmbeddedLog::open` waits for it).
+fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
+    Ok(EmbeddedLog::open(dir)?)
 }
 
 /// Mean time of the pipeline's load of one aggregate for a command (the views' state when they include the
@@ -130,8 +116,8 @@ async fn cold_loads(
     samples: usize,
 ) -> anyhow::Result<(Duration, Duration)> {
     let open = || async {
-        let log = open_log(log_dir).await?;
-        let (store, _) = reopen(|| Generations::new(views).open_current()).await?;
+        let log = open_log(log_dir)?;
+        let (store, _) = Generations::new(views).open_current()?;
         let (projector, handle) = Projector::new(Arc::new(log.clone()), store.clone())?;
         anyhow::Ok((log, store, projector, handle))
     };
@@ -252,7 +238,7 @@ pub async fn run(
     let mut rows = Vec::new();
     let mut builder = Builder::new(bench);
 
-    let log = open_log(&log_dir).await?;
+    let log = open_log(&log_dir)?;
     let ticker = bench.ticker(&format!("building a log of {small} events"), small);
     builder.fill(&log, small, &ticker.count).await?;
     ticker.finish();
@@ -262,7 +248,7 @@ pub async fn run(
         if cold { Some(cold_loads(&log_dir, &small_views, &builder.problems, samples).await?) } else { None };
     let _ = std::fs::remove_dir_all(&small_views);
 
-    let log = open_log(&log_dir).await?;
+    let log = open_log(&log_dir)?;
     let ticker = bench.ticker(&format!("building a log of {total} events"), total);
     builder.fill(&log, total, &ticker.count).await?;
     ticker.finish();
@@ -271,7 +257,7 @@ pub async fn run(
     log.close().await;
     drop(builder.states);
     if rebuild {
-        let log = open_log(&log_dir).await?;
+        let log = open_log(&log_dir)?;
         let ticker = bench.ticker("3 raw replay + sled batch write", head);
         let (replayed, raw) = {
             let (log, into, count) = (log.clone(), bench.dir.join("w3-replay"), ticker.count.clone());
@@ -310,7 +296,7 @@ pub async fn run(
         ));
     } else if rss {
         // The service would otherwise spend its start building the views.
-        let log = open_log(&log_dir).await?;
+        let log = open_log(&log_dir)?;
         let (store, _) = Generations::new(data_dir.join("views")).open_current()?;
         let (projector, _) = Projector::new(Arc::new(log.clone()), store.clone())?;
         projector.catch_up_to(head, |_| {}).await?;
