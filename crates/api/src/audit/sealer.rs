@@ -49,10 +49,18 @@ enum Line {
     Sealed { hashes: Vec<String> },
 }
 
-/// The journal file, shared by the wrapper (intents) and the task (sealed lines, compaction).
+/// The journal, shared by the wrapper (intents, failures) and the task (sealed lines, compaction).
 struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    written: Mutex<Written>,
+}
+
+/// The journal file and the intents written to it that are neither sealed nor known to have failed, under
+/// one lock: a compaction keeps exactly the intents written so far, including those whose append is still
+/// on its way.
+struct Written {
+    file: File,
+    open: HashMap<String, Open>,
 }
 
 impl Journal {
@@ -83,17 +91,21 @@ impl Journal {
         result
     }
 
-    /// Replaces the journal with `open` intents only.
-    fn rewrite(&self, file: &mut File, open: &HashMap<String, Open>) -> anyhow::Result<()> {
+    /// Replaces the journal with its open intents only.
+    fn rewrite(&self, written: &mut Written) -> anyhow::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let mut out = File::create(&tmp)?;
-        for (hash, o) in open {
+        for (hash, o) in &written.open {
             Journal::write(&mut out, &Line::Intent { hash: hash.clone(), stream: o.stream.to_string() })?;
         }
         out.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
-        *file = Journal::open_append(&self.path)?;
+        written.file = Journal::open_append(&self.path)?;
         Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Written> {
+        self.written.lock().expect("journal lock")
     }
 }
 
@@ -105,19 +117,7 @@ struct Open {
 }
 
 enum Msg {
-    Intent {
-        hash: String,
-        stream: AggregateId,
-    },
-    Appended {
-        entry: SealEntry,
-        hash: String,
-        duplicate: bool,
-    },
-    /// The append definitely did not happen (conflict, refusal).
-    Failed {
-        hash: String,
-    },
+    Appended { entry: SealEntry, hash: String, duplicate: bool },
     Finish(oneshot::Sender<()>),
 }
 
@@ -140,8 +140,9 @@ impl Sealer {
         let dir = settings.data_dir.join("audit");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
-        let open = recover_journal(&path)?;
-        let journal = Arc::new(Journal { file: Mutex::new(Journal::open_append(&path)?), path: path.clone() });
+        let unsealed = recover_journal(&path)?;
+        let written = Written { file: Journal::open_append(&path)?, open: HashMap::new() };
+        let journal = Arc::new(Journal { written: Mutex::new(written), path: path.clone() });
         let interval = std::env::var("RECTIFY_SEAL_INTERVAL_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -152,20 +153,16 @@ impl Sealer {
             key: key.clone(),
             clock: settings.clock.clone(),
             journal: journal.clone(),
-            open: HashMap::new(),
             batch: Vec::new(),
             batch_hashes: Vec::new(),
             interval,
             stats: Stats::default(),
         };
-        let recovered = task.recover(open).await;
+        let recovered = task.recover(unsealed).await;
         if recovered > 0 {
             tracing::info!(commits = recovered, "sealed commits appended before the last stop");
         }
-        {
-            let mut file = journal.file.lock().expect("journal lock");
-            journal.rewrite(&mut file, &task.open)?;
-        }
+        journal.rewrite(&mut journal.lock())?;
         let handle = tokio::spawn(task.run(rx));
         Ok((Sealer { tx, journal }, key, handle))
     }
@@ -183,11 +180,15 @@ impl Sealer {
     fn intend(&self, commit: &Commit) -> std::io::Result<()> {
         let hash = commit.last_hash().to_owned();
         let stream = commit.stream().clone();
-        // Written and announced under the lock, so a compaction (which holds it) sees every written intent.
-        let mut file = self.journal.file.lock().expect("journal lock");
-        Journal::write(&mut file, &Line::Intent { hash: hash.clone(), stream: stream.to_string() })?;
-        let _ = self.tx.send(Msg::Intent { hash, stream });
+        let mut written = self.journal.lock();
+        Journal::write(&mut written.file, &Line::Intent { hash: hash.clone(), stream: stream.to_string() })?;
+        written.open.insert(hash, Open { stream, since: Instant::now() });
         Ok(())
+    }
+
+    /// The append of the commit whose last hash is `hash` definitely did not happen (a conflict, a refusal).
+    fn failed(&self, hash: &str) {
+        self.journal.lock().open.remove(hash);
     }
 }
 
@@ -226,7 +227,6 @@ struct Task {
     key: SigningKey,
     clock: Clock,
     journal: Arc<Journal>,
-    open: HashMap<String, Open>,
     batch: Vec<SealEntry>,
     batch_hashes: Vec<String>,
     interval: Duration,
@@ -265,8 +265,9 @@ impl Task {
                 Err(error) => {
                     // Keep them open: the next start (or the periodic look-up) tries again.
                     tracing::warn!(%error, %stream, "cannot read a stream to seal its commits; will retry");
+                    let open = &mut self.journal.lock().open;
                     for hash in hashes {
-                        self.open.insert(hash, Open { stream: stream.clone(), since: Instant::now() });
+                        open.insert(hash, Open { stream: stream.clone(), since: Instant::now() });
                     }
                 }
             }
@@ -278,9 +279,10 @@ impl Task {
         let mut deadline: Option<Instant> = None;
         let mut sweep = tokio::time::interval(UNKNOWN_AFTER);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut msgs = Vec::new();
         loop {
-            let msg = tokio::select! {
-                msg = rx.recv() => msg,
+            tokio::select! {
+                n = rx.recv_many(&mut msgs, SEAL_MAX) => if n == 0 { return },
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     deadline = if self.seal().await { None } else { Some(Instant::now() + Duration::from_millis(200)) };
                     continue;
@@ -290,69 +292,79 @@ impl Task {
                     continue;
                 }
             };
-            match msg {
-                Some(Msg::Finish(ack)) => {
-                    while let Ok(m) = rx.try_recv() {
-                        self.handle(m).await;
-                    }
-                    // Every append has returned by now: an intent still open got no answer from the log (a
-                    // timeout during a leader election). Look it up now instead of at the next start.
-                    let open: HashMap<String, AggregateId> =
-                        self.open.drain().map(|(hash, open)| (hash, open.stream)).collect();
-                    self.find_appended(open).await;
-                    let mut tries = 0;
-                    while !self.batch.is_empty() && tries < 10 {
-                        if !self.seal().await {
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        tries += 1;
-                    }
-                    tracing::debug!(seals = self.stats.seals, commits = self.stats.commits, "sealer stopped");
-                    let _ = ack.send(());
-                    return;
+            let mut finish = None;
+            let mut appended = Vec::new();
+            for msg in msgs.drain(..) {
+                match msg {
+                    Msg::Appended { entry, hash, duplicate } => appended.push((entry, hash, duplicate)),
+                    Msg::Finish(ack) => finish = Some(ack),
                 }
-                Some(m) => {
-                    self.handle(m).await;
-                    if self.batch.len() >= SEAL_MAX {
-                        deadline =
-                            if self.seal().await { None } else { Some(Instant::now() + Duration::from_millis(200)) };
-                    } else if !self.batch.is_empty() && deadline.is_none() {
-                        deadline = Some(Instant::now() + self.interval);
-                    }
-                }
-                None => return,
+            }
+            self.take(appended).await;
+            if let Some(ack) = finish {
+                self.finish(rx).await;
+                let _ = ack.send(());
+                return;
+            }
+            if self.batch.len() >= SEAL_MAX {
+                deadline = if self.seal().await { None } else { Some(Instant::now() + Duration::from_millis(200)) };
+            } else if !self.batch.is_empty() && deadline.is_none() {
+                deadline = Some(Instant::now() + self.interval);
             }
         }
     }
 
-    async fn handle(&mut self, msg: Msg) {
-        match msg {
-            Msg::Intent { hash, stream } => {
-                self.open.insert(hash, Open { stream, since: Instant::now() });
+    /// Seals what is left after the last append of the process.
+    async fn finish(&mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let mut appended = Vec::new();
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::Appended { entry, hash, duplicate } = msg {
+                appended.push((entry, hash, duplicate));
             }
-            Msg::Failed { hash } => {
-                self.open.remove(&hash);
+        }
+        self.take(appended).await;
+        // Every append has returned by now: an intent still open got no answer from the log (a timeout
+        // during a leader election). Look it up now instead of at the next start.
+        let open: HashMap<String, AggregateId> =
+            self.journal.lock().open.drain().map(|(hash, open)| (hash, open.stream)).collect();
+        self.find_appended(open).await;
+        let mut tries = 0;
+        while !self.batch.is_empty() && tries < 10 {
+            if !self.seal().await {
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Msg::Appended { entry, hash, duplicate: false } => {
-                self.open.remove(&hash);
-                self.batch.push(entry);
-                self.batch_hashes.push(hash);
-            }
-            Msg::Appended { entry, hash, duplicate: true } => {
-                // The log already held this command: seal what it holds if that is one of ours.
-                self.open.remove(&hash);
-                match self.log.read_from(entry.position, 1).await {
-                    Ok(records) => {
-                        if let Some(r) = records.first().filter(|r| self.open.contains_key(r.commit.last_hash())) {
-                            self.open.remove(r.commit.last_hash());
-                            self.batch.push(SealEntry::of(r.position, &r.commit));
-                            self.batch_hashes.push(r.commit.last_hash().to_owned());
-                        }
-                    }
-                    Err(error) => tracing::warn!(%error, position = entry.position, "cannot read a duplicate's commit"),
+            tries += 1;
+        }
+        tracing::debug!(seals = self.stats.seals, commits = self.stats.commits, "sealer stopped");
+    }
+
+    /// Adds appended commits (entry, last hash, whether the log already held the command) to the batch.
+    async fn take(&mut self, appended: Vec<(SealEntry, String, bool)>) {
+        let mut duplicates = Vec::new();
+        {
+            let open = &mut self.journal.lock().open;
+            for (entry, hash, duplicate) in appended {
+                open.remove(&hash);
+                if duplicate {
+                    duplicates.push(entry.position);
+                } else {
+                    self.batch.push(entry);
+                    self.batch_hashes.push(hash);
                 }
             }
-            Msg::Finish(_) => unreachable!("handled by run"),
+        }
+        // The log already held these commands: seal what it holds if that is one of ours.
+        for position in duplicates {
+            match self.log.read_from(position, 1).await {
+                Ok(records) => {
+                    let Some(r) = records.first() else { continue };
+                    if self.journal.lock().open.remove(r.commit.last_hash()).is_some() {
+                        self.batch.push(SealEntry::of(r.position, &r.commit));
+                        self.batch_hashes.push(r.commit.last_hash().to_owned());
+                    }
+                }
+                Err(error) => tracing::warn!(%error, position, "cannot read a duplicate's commit"),
+            }
         }
     }
 
@@ -370,11 +382,11 @@ impl Task {
                 self.stats.commits += self.batch.len() as u64;
                 self.batch.clear();
                 let hashes = std::mem::take(&mut self.batch_hashes);
-                let mut file = self.journal.file.lock().expect("journal lock");
+                let mut written = self.journal.lock();
                 // Unwritten, the intents stay open in the journal and are sealed again after a restart.
-                let _ = Journal::write(&mut file, &Line::Sealed { hashes });
-                let big = file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false);
-                if big && let Err(error) = self.journal.rewrite(&mut file, &self.open) {
+                let _ = Journal::write(&mut written.file, &Line::Sealed { hashes });
+                let big = written.file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false);
+                if big && let Err(error) = self.journal.rewrite(&mut written) {
                     tracing::error!(%error, "cannot compact the seal journal");
                 }
                 true
@@ -388,21 +400,15 @@ impl Task {
 
     /// Intents whose outcome stayed unknown: seal them if they are on the log, forget them if not.
     async fn look_up_unknown(&mut self) {
-        let stale: Vec<(String, AggregateId)> = self
-            .open
-            .iter()
-            .filter(|(_, o)| o.since.elapsed() >= UNKNOWN_AFTER)
-            .map(|(h, o)| (h.clone(), o.stream.clone()))
-            .collect();
-        if stale.is_empty() {
-            return;
+        let stale: HashMap<String, AggregateId> = {
+            let open = &mut self.journal.lock().open;
+            let hashes: Vec<String> =
+                open.iter().filter(|(_, o)| o.since.elapsed() >= UNKNOWN_AFTER).map(|(h, _)| h.clone()).collect();
+            hashes.into_iter().filter_map(|h| open.remove(&h).map(|o| (h, o.stream))).collect()
+        };
+        if !stale.is_empty() {
+            self.recover(stale).await;
         }
-        let mut map = HashMap::new();
-        for (h, s) in stale {
-            self.open.remove(&h);
-            map.insert(h, s);
-        }
-        self.recover(map).await;
     }
 }
 
@@ -427,13 +433,15 @@ impl EventLog for SealingLog {
             return Err(AppendError::storage(DiskRefusal::of(&error), reason));
         }
         let result = self.inner.append(commit, expected).await;
-        let hash = commit.last_hash().to_owned();
-        let msg = match &result {
-            Ok(a) => Msg::Appended { entry: SealEntry::of(a.position, commit), hash, duplicate: a.duplicate },
-            Err(AppendError::Unavailable(_)) => return result,
-            Err(_) => Msg::Failed { hash },
-        };
-        let _ = self.sealer.tx.send(msg);
+        match &result {
+            Ok(a) => {
+                let (entry, hash) = (SealEntry::of(a.position, commit), commit.last_hash().to_owned());
+                let _ = self.sealer.tx.send(Msg::Appended { entry, hash, duplicate: a.duplicate });
+            }
+            // The outcome is unknown: the intent stays open until the log is asked (see `look_up_unknown`).
+            Err(AppendError::Unavailable(_)) => {}
+            Err(_) => self.sealer.failed(commit.last_hash()),
+        }
         result
     }
 

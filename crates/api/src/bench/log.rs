@@ -49,26 +49,31 @@ fn prepare(places: &[Place], run: &str, n: u64) -> Vec<Prepared> {
 }
 
 /// Runs `commands` through `pipeline`, `in_flight` at a time (each on its own task, so deciding and hashing
-/// spread over the cores, as in the service). Returns the elapsed time.
+/// spread over the cores, as in the service), driven from a task of the runtime as the service's connections
+/// are. Returns the elapsed time.
 pub async fn run_pipeline(
     pipeline: &Pipeline,
     commands: Vec<Prepared>,
     in_flight: usize,
-    done: &AtomicU64,
+    done: &Arc<AtomicU64>,
 ) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    let mut running = futures::stream::iter(commands)
-        .map(|(id, ctx, command)| {
-            let pipeline = pipeline.clone();
-            tokio::spawn(async move { pipeline.run(&id, &ctx, &command, None).await })
-        })
-        .buffer_unordered(in_flight.max(1));
-    while let Some(outcome) = running.next().await {
-        let accepted = outcome.context("a pipeline task panicked")?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        anyhow::ensure!(!accepted.duplicate, "a fresh command was answered as a duplicate");
-        done.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(started.elapsed())
+    let (pipeline, done) = (pipeline.clone(), done.clone());
+    let driver = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut running = futures::stream::iter(commands)
+            .map(|(id, ctx, command)| {
+                let pipeline = pipeline.clone();
+                tokio::spawn(async move { pipeline.run(&id, &ctx, &command, None).await })
+            })
+            .buffer_unordered(in_flight.max(1));
+        while let Some(outcome) = running.next().await {
+            let accepted = outcome.context("a pipeline task panicked")?.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            anyhow::ensure!(!accepted.duplicate, "a fresh command was answered as a duplicate");
+            done.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(started.elapsed())
+    });
+    driver.await.context("the pipeline driver panicked")?
 }
 
 /// Appends pre-built `commits` (each the first of its stream) to `log`, `in_flight` at a time.
