@@ -11,6 +11,7 @@ use crate::ids::AggregateId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Schema version written with new events; older versions are upcast on decode.
 pub const SCHEMA_VERSION: u16 = 1;
@@ -56,7 +57,12 @@ struct Hashed<'a> {
 impl Envelope {
     /// The hash this envelope should carry, recomputed from its content.
     pub fn compute_hash(&self) -> String {
-        let body = Hashed {
+        let bytes = serde_json::to_vec(&self.hashed()).expect("envelopes always serialize");
+        hex::encode(Sha256::digest(&bytes))
+    }
+
+    fn hashed(&self) -> Hashed<'_> {
+        Hashed {
             event_id: &self.event_id,
             stream: &self.stream,
             version: self.version,
@@ -68,19 +74,40 @@ impl Envelope {
             correlation_id: &self.correlation_id,
             prev_hash: &self.prev_hash,
             event: &self.event,
-        };
-        let bytes = serde_json::to_vec(&body).expect("envelopes always serialize");
-        hex::encode(Sha256::digest(&bytes))
+        }
     }
 }
 
 /// What one command appends, atomically, as one log message: all of its events, in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Commit {
     pub events: Vec<Envelope>,
+    /// The encoding, when [`Commit::seal`] made it while hashing: an envelope's stored JSON is its hashed
+    /// bytes with `hash` added at the end, so an append need not serialize the commit again.
+    #[serde(skip)]
+    sealed_bytes: Option<Arc<[u8]>>,
+}
+
+impl PartialEq for Commit {
+    fn eq(&self, other: &Commit) -> bool {
+        self.events == other.events
+    }
+}
+
+impl Eq for Commit {}
+
+impl std::fmt::Debug for Commit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Commit").field("events", &self.events).finish()
+    }
 }
 
 impl Commit {
+    /// A commit of `events` as they are (decoded, or built by hand).
+    pub fn new(events: Vec<Envelope>) -> Commit {
+        Commit { events, sealed_bytes: None }
+    }
+
     /// Wraps `events` in envelopes that continue the stream at `version` whose last hash is `prev_hash`.
     pub fn seal(
         stream: &AggregateId,
@@ -90,6 +117,8 @@ impl Commit {
         events: Vec<Event>,
     ) -> Commit {
         let mut prev = prev_hash.to_owned();
+        let mut bytes = Vec::with_capacity(1024);
+        bytes.extend_from_slice(br#"{"events":["#);
         let events = events
             .into_iter()
             .zip(version + 1..)
@@ -108,12 +137,22 @@ impl Commit {
                     event,
                     hash: String::new(),
                 };
-                env.hash = env.compute_hash();
+                if bytes.last() == Some(&b'}') {
+                    bytes.push(b',');
+                }
+                let start = bytes.len();
+                serde_json::to_writer(&mut bytes, &env.hashed()).expect("envelopes always serialize");
+                env.hash = hex::encode(Sha256::digest(&bytes[start..]));
+                bytes.pop(); // the closing brace: `hash` is the last field
+                bytes.extend_from_slice(br#","hash":""#);
+                bytes.extend_from_slice(env.hash.as_bytes());
+                bytes.extend_from_slice(br#""}"#);
                 prev = env.hash.clone();
                 env
             })
             .collect();
-        Commit { events }
+        bytes.extend_from_slice(b"]}");
+        Commit { events, sealed_bytes: Some(bytes.into()) }
     }
 
     /// The stream this commit belongs to.
@@ -142,7 +181,13 @@ impl Commit {
 
     /// Encodes the commit as stored on the log.
     pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("commits always serialize")
+        match &self.sealed_bytes {
+            Some(bytes) => {
+                debug_assert_eq!(**bytes, *serde_json::to_vec(self).unwrap(), "a sealed commit was changed");
+                bytes.to_vec()
+            }
+            None => serde_json::to_vec(self).expect("commits always serialize"),
+        }
     }
 
     /// Decodes a stored commit, checking the structure that the type system cannot: non-empty, one stream,

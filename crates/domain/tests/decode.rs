@@ -148,3 +148,20 @@ fn a_commit_whose_versions_would_overflow_is_refused_not_a_panic() {
     value["events"][1]["version"] = json!(0);
     assert!(Commit::decode(&serde_json::to_vec(&value).unwrap()).is_err());
 }
+
+#[test]
+fn a_sealed_commit_of_several_events_encodes_as_its_serialization() {
+    let id = rectify_domain::AggregateId::parse("P520102-a").unwrap();
+    let ctx = rectify_domain::CommandContext {
+        actor: officer(),
+        occurred_at: day(3),
+        recorded_at: day(3) + chrono::Duration::nanoseconds(1_500),
+        command_id: "cmd \"quoted\" \\ 污水".into(),
+        correlation_id: "c\n1".into(),
+    };
+    let note = |n: &str| rectify_domain::Event::ProgressReported { note: n.into(), evidence: vec![evidence(1)] };
+    let commit = Commit::seal(&id, 4, "ab", &ctx, vec![note("first \u{1}"), note("second 整改")]);
+    assert_eq!(commit.encode(), serde_json::to_vec(&commit).unwrap());
+    let decoded = Commit::decode(&commit.encode()).unwrap();
+    assert_eq!((decoded.last_version(), decoded.verify_chain("ab")), (6, Ok(())));
+}

@@ -353,6 +353,8 @@ proptest! {
     fn commits_survive_encoding((reporter, steps) in history()) {
         let r = run(reporter, &steps);
         for commit in &r.commits {
+            // The bytes sealing wrote while hashing are the commit's serialization.
+            prop_assert_eq!(commit.encode(), serde_json::to_vec(commit).unwrap());
             let decoded = Commit::decode(&commit.encode()).unwrap();
             prop_assert_eq!(&decoded, commit);
             prop_assert_eq!(decoded.encode(), commit.encode());

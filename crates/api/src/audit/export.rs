@@ -176,7 +176,7 @@ pub fn check_export(input: impl BufRead, trust: Option<Trust>) -> anyhow::Result
     }
     let mut heads: HashMap<String, (u64, String)> = HashMap::new();
     for (position, leaf, proof, events) in &commits {
-        let commit = rectify_domain::Commit { events: events.clone() };
+        let commit = rectify_domain::Commit::new(events.clone());
         let first = events.first().map(|e| e.event_id.clone()).unwrap_or_default();
         for e in events {
             let (version, prev) = heads.get(e.stream.as_str()).cloned().unwrap_or((0, GENESIS_HASH.to_owned()));
