@@ -34,8 +34,10 @@ use tokio::time::Instant;
 pub const SEAL_INTERVAL: Duration = Duration::from_millis(5);
 /// Most commits in one seal.
 pub const SEAL_MAX: usize = 512;
-/// The journal is rewritten with only the open intents once it grows past this.
-const JOURNAL_COMPACT_BYTES: u64 = 1 << 20;
+/// The journal is rewritten with only the open intents once it grows past this: ~75,000 commits (a line
+/// of ~220 bytes each), so the rewrite's fsync, which holds a runtime thread, comes seconds apart at full
+/// speed, and a start after a crash reads at most this much.
+const JOURNAL_COMPACT_BYTES: u64 = 16 << 20;
 /// Intents whose append outcome is unknown (the log did not answer) are looked up on the log after this.
 const UNKNOWN_AFTER: Duration = Duration::from_secs(30);
 
