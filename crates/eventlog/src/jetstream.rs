@@ -917,8 +917,8 @@ fn append_error(err: ReadError) -> AppendError {
 /// Command ids appended by this process, oldest forgotten first.
 #[derive(Default)]
 struct CommandMemory {
-    answers: HashMap<String, Appended>,
-    order: VecDeque<String>,
+    answers: HashMap<Arc<str>, Appended>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl CommandMemory {
@@ -927,8 +927,9 @@ impl CommandMemory {
     }
 
     fn insert(&mut self, command_id: &str, appended: Appended) {
-        if self.answers.insert(command_id.to_owned(), appended).is_none() {
-            self.order.push_back(command_id.to_owned());
+        let id: Arc<str> = command_id.into();
+        if self.answers.insert(id.clone(), appended).is_none() {
+            self.order.push_back(id);
             if self.order.len() > REMEMBERED_COMMANDS {
                 let oldest = self.order.pop_front().expect("not empty");
                 self.answers.remove(&oldest);

@@ -77,7 +77,8 @@ impl Journal {
     /// Appends one line with one `write(2)`. A line the disk had no room for is cut off again, so that it
     /// cannot swallow the next line when a reader splits the file into lines.
     fn write(file: &mut File, line: &Line) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec(line).expect("journal lines serialize");
+        let mut bytes = Vec::with_capacity(256);
+        serde_json::to_writer(&mut bytes, line).expect("journal lines serialize");
         bytes.push(b'\n');
         let result = match file.write(&bytes) {
             Ok(n) if n == bytes.len() => return Ok(()),
@@ -376,13 +377,12 @@ impl Task {
             return true;
         }
         let started = std::time::Instant::now();
-        let seal = Seal::sign(&self.key, (self.clock)(), self.batch.clone());
+        let record = AuditRecord::Seal(Seal::sign(&self.key, (self.clock)(), std::mem::take(&mut self.batch)));
         self.stats.sign_nanos += started.elapsed().as_nanos() as u64;
-        match self.log.append_audit(&AuditRecord::Seal(seal)).await {
+        match self.log.append_audit(&record).await {
             Ok(_) => {
                 self.stats.seals += 1;
-                self.stats.commits += self.batch.len() as u64;
-                self.batch.clear();
+                self.stats.commits += self.batch_hashes.len() as u64;
                 let hashes = std::mem::take(&mut self.batch_hashes);
                 let mut written = self.journal.lock();
                 // Unwritten, the intents stay open in the journal and are sealed again after a restart.
@@ -394,6 +394,8 @@ impl Task {
                 true
             }
             Err(error) => {
+                let AuditRecord::Seal(seal) = record else { unreachable!("a seal was built") };
+                self.batch = seal.entries;
                 tracing::warn!(%error, commits = self.batch.len(), "cannot store a seal; will retry");
                 false
             }
@@ -489,5 +491,32 @@ impl EventLog for SealingLog {
 
     async fn announce_views_changed(&self, payload: Vec<u8>) {
         self.inner.announce_views_changed(payload).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::data;
+    use rectify_eventlog::EmbeddedLog;
+
+    #[tokio::test]
+    async fn a_compaction_keeps_an_intent_whose_append_is_on_its_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
+        let (sealer, _, task) = Sealer::start(&Settings::new(dir.path()), Arc::new(log.clone())).await.unwrap();
+        let places = data::places(&crate::regions::Regions::guizhou());
+        let commit = data::new_problem_commit(&places, "journal", 1);
+
+        // Journaled, not yet appended: the compaction the sealer runs after a seal must keep it, or a crash
+        // before the append is sealed leaves the commit unsealed for good.
+        sealer.intend(&commit).unwrap();
+        sealer.journal.rewrite(&mut sealer.journal.lock()).unwrap();
+        let open = recover_journal(&sealer.journal.path).unwrap();
+        assert_eq!(open.get(commit.last_hash()), Some(commit.stream()));
+
+        sealer.finish().await;
+        task.await.unwrap();
+        log.close().await;
     }
 }
