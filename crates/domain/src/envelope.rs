@@ -137,6 +137,7 @@ impl Commit {
                     event,
                     hash: String::new(),
                 };
+                // After the first envelope (which ends in `}`; the prefix ends in `[`).
                 if bytes.last() == Some(&b'}') {
                     bytes.push(b',');
                 }

@@ -406,13 +406,16 @@ impl Changes {
 
     /// Moves one fixed problem into (`by` = 1) or out of (-1) the histograms of `entries`.
     fn count_days<R: ViewRead>(&mut self, base: &R, entries: (i64, Vec<CounterKey>), by: i64) -> Result<(), R::Error> {
+        use std::collections::btree_map::Entry;
         let (days, keys) = entries;
         for key in keys {
-            if !self.days.contains_key(&key) {
-                let current = base.days(&key)?;
-                self.days.insert(key.clone(), current);
-            }
-            let histogram = self.days.get_mut(&key).expect("inserted above");
+            let histogram = match self.days.entry(key) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let current = base.days(e.key())?;
+                    e.insert(current)
+                }
+            };
             let n = histogram.entry(days).or_default();
             *n += by;
             if *n == 0 {
