@@ -14,8 +14,12 @@ use tokio::sync::{broadcast, watch};
 /// Most commits folded into one sled batch while following the log.
 const BATCH: usize = 2048;
 /// Most commits folded into one sled batch while catching up (a rebuild): a problem's events are usually
-/// close together in the log, so a bigger batch writes each touched row once for several of its events.
-const CATCH_UP_BATCH: usize = 32_768;
+/// close together in the log, so a bigger batch writes each touched row once for several of its events, and
+/// the counter rows, which nearly every batch touches, are written once per batch.
+const CATCH_UP_BATCH: usize = 131_072;
+/// Reads (of decoded records) a catch-up batch is folded from, so that only the batch's changes, not all of
+/// its records, are held in memory.
+const READS_PER_BATCH: usize = 16;
 /// Ledger rows kept in memory between batches (the counter rows, far fewer, are all kept).
 const LEDGER_CACHE: usize = 16_384;
 
@@ -194,7 +198,7 @@ impl Projector {
         self.store.read().expect("store lock").clone()
     }
 
-    /// Other batch and cache sizes than the defaults (32,768 and 16,384): small ones make tests cross batch
+    /// Other batch and cache sizes than the defaults (131,072 and 16,384): small ones make tests cross batch
     /// boundaries and cache evictions with short logs.
     pub fn with_sizes(mut self, catch_up_batch: usize, ledger_cache: usize) -> Projector {
         self.catch_up_batch = catch_up_batch.max(1);
@@ -220,16 +224,22 @@ impl Projector {
         Ok(position)
     }
 
-    /// Folds the records after `checkpoint` over the store seen through the cache; `None` if there are none.
+    /// Changes with nothing folded yet.
+    fn changes(&self) -> Changes {
+        // A row per command is most of what a batch would write: only when the log does not answer retries.
+        Changes { index_commands: self.index_commands, ..Changes::default() }
+    }
+
+    /// Folds the records after `checkpoint` into `changes`, over the store seen through the cache; returns
+    /// the last position folded (`checkpoint` if none was after it).
     fn fold(
         &self,
+        changes: &mut Changes,
         store: &ViewStore,
         cache: &Cache,
         checkpoint: u64,
         records: &[Record],
-    ) -> Result<Option<(Changes, u64)>, StoreError> {
-        // A row per command is most of what a batch would write: only when the log does not answer retries.
-        let mut changes = Changes { index_commands: self.index_commands, ..Changes::default() };
+    ) -> Result<u64, StoreError> {
         let mut last = checkpoint;
         let base = Cached { store, cache };
         for record in records.iter().filter(|r| r.position > checkpoint) {
@@ -238,7 +248,7 @@ impl Projector {
             }
             last = record.position;
         }
-        Ok((last > checkpoint).then_some((changes, last)))
+        Ok(last)
     }
 
     /// Tells readers that the views include `position`.
@@ -255,9 +265,11 @@ impl Projector {
         let store = self.store();
         let checkpoint = store.checkpoint()?;
         let mut cache = self.cache.lock().expect("cache lock");
-        let Some((changes, last)) = self.fold(&store, &cache, checkpoint, records)? else {
+        let mut changes = self.changes();
+        let last = self.fold(&mut changes, &store, &cache, checkpoint, records)?;
+        if last == checkpoint {
             return Ok(None);
-        };
+        }
         if let Err(e) = store.commit(&changes, last) {
             // Whether any of it reached the store is unknown: read everything from the store again.
             *cache = Cache::over(u64::MAX);
@@ -285,9 +297,9 @@ impl Projector {
         if from > until {
             return Ok(from - 1);
         }
-        // A reader task reads (and decodes) the next batch while this one is folded and written.
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Record>, ReadError>>(1);
-        let (log, batch) = (self.log.clone(), self.catch_up_batch);
+        // A reader task reads (and decodes) the next records while these are folded and written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Record>, ReadError>>(2);
+        let (log, batch) = (self.log.clone(), (self.catch_up_batch / READS_PER_BATCH).max(1));
         let reader = tokio::spawn(async move {
             let mut from = from;
             while from <= until {
@@ -305,35 +317,40 @@ impl Projector {
                 from = next.expect("checked above");
             }
         });
-        // And each batch is written (on a blocking thread) while the next one is folded: the fold reads
-        // what the batch in flight wrote from the cache, which holds all of it.
+        // The records are folded into one batch of changes until it holds `catch_up_batch` commits; each
+        // batch is written (on a blocking thread) while the next one is folded: the fold reads what the
+        // batch in flight wrote from the cache, which holds all of it.
         let mut writing: Option<tokio::task::JoinHandle<Result<u64, StoreError>>> = None;
         let outcome = async {
             let store = self.store();
-            let mut checkpoint = from - 1;
-            while let Some(records) = rx.recv().await {
-                let records = records?;
+            let (mut checkpoint, mut written) = (from - 1, from - 1);
+            let mut changes = self.changes();
+            loop {
+                let records = match rx.recv().await {
+                    Some(records) => records?,
+                    None => Vec::new(),
+                };
+                if !records.is_empty() {
+                    let cache = self.cache.lock().expect("cache lock");
+                    checkpoint = self.fold(&mut changes, &store, &cache, checkpoint, &records)?;
+                }
+                let full = checkpoint - written >= self.catch_up_batch as u64;
+                if checkpoint > written && (full || records.is_empty()) {
+                    let batch = std::mem::replace(&mut changes, self.changes());
+                    self.cache.lock().expect("cache lock").absorb(&batch, self.ledger_cache);
+                    if let Some(done) = writing.take() {
+                        let at = done.await.expect("a view write panicked")?;
+                        // A catch-up batch changes most of the views: listing every row would only cost time.
+                        self.announce(Applied { position: at, problems: vec![], counters: vec!["*".into()] });
+                        progress(at);
+                    }
+                    let (target, last) = (store.clone(), checkpoint);
+                    writing = Some(tokio::task::spawn_blocking(move || target.commit(&batch, last).map(|()| last)));
+                    written = checkpoint;
+                }
                 if records.is_empty() {
                     break;
                 }
-                let folded = {
-                    let mut cache = self.cache.lock().expect("cache lock");
-                    let folded = self.fold(&store, &cache, checkpoint, &records);
-                    if let Ok(Some((changes, _))) = &folded {
-                        cache.absorb(changes, self.ledger_cache);
-                    }
-                    folded
-                };
-                let Some((changes, last)) = folded? else { continue };
-                if let Some(done) = writing.take() {
-                    let at = done.await.expect("a view write panicked")?;
-                    // A catch-up batch changes most of the views: listing every row would only cost time.
-                    self.announce(Applied { position: at, problems: vec![], counters: vec!["*".into()] });
-                    progress(at);
-                }
-                let target = store.clone();
-                writing = Some(tokio::task::spawn_blocking(move || target.commit(&changes, last).map(|()| last)));
-                checkpoint = last;
             }
             if let Some(done) = writing.take() {
                 let at = done.await.expect("a view write panicked")?;

@@ -283,7 +283,7 @@ async fn catch_up_across_batches_and_cache_evictions_equals_one_batch() {
     let (first, _) = Projector::new(log.clone(), pieces.clone()).unwrap();
     first.with_sizes(13, 7).catch_up_to(head / 3, |_| {}).await.unwrap();
     let (rest, _) = Projector::new(log.clone(), pieces.clone()).unwrap();
-    assert_eq!(rest.with_sizes(29, 5).catch_up().await.unwrap(), head);
+    assert_eq!(rest.with_sizes(45, 5).catch_up().await.unwrap(), head);
 
     let (a, b) = (whole.dump().unwrap(), pieces.dump().unwrap());
     assert_eq!(a.len(), b.len());
