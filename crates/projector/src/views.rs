@@ -2,7 +2,7 @@
 //!
 //! Counters are derived from ledger rows: each row *contributes* to a set of counter rows — per scope
 //! (province, prefecture, county, grid) × sector, per scope × month (the trend) — and an event changes the
-//! counters by `contributions(after) - contributions(before)`, plus what the event adds by itself
+//! counters by what the row contributes after it minus what it contributed before (see [`contribute`]), plus what the event adds by itself
 //! (inspections, reopenings, extensions, enforcement). So `fixed ≤ found` and `open = found - fixed` hold by
 //! construction in every scope. A fixed problem's days to rectify go the same way into one histogram per
 //! region × sector ([`Days`]).
@@ -304,28 +304,51 @@ impl CounterKey {
     }
 }
 
-/// Every counter row one ledger row contributes to, with what it contributes.
-fn contributions(p: &Contribution) -> BTreeMap<CounterKey, Counters> {
-    let mut out = BTreeMap::new();
-    let plain = Counters::contribution(p);
-    if plain != Counters::default() {
-        for key in CounterKey::all_for(p.region, &p.grid, p.sector) {
-            out.insert(key, plain);
-        }
+/// Where plain counters go: the region's scopes and the grid, each for all sectors and for the sector.
+type Placement<'a> = (RegionCode, &'a str, Sector);
+
+/// Counter changes grouped by where they go (a placement, or a region × month of the trend), summed before
+/// any counter row is touched: an event usually moves a row's contribution within the same placement, so
+/// its before and after meet here instead of in every one of the rows.
+struct Delta<K>(Vec<(K, Counters)>);
+
+impl<K: PartialEq> Delta<K> {
+    fn new() -> Delta<K> {
+        Delta(Vec::with_capacity(4))
     }
-    // The trend (regions only, all sectors): found by month of discovery, fixed by month of sign-off.
-    let regions = || p.region.scopes().into_iter().map(CounterKey::region);
+
+    fn add(&mut self, key: K, c: &Counters, negate: bool) {
+        let at = match self.0.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.0.push((key, Counters::default()));
+                self.0.len() - 1
+            }
+        };
+        if negate { self.0[at].1.sub(c) } else { self.0[at].1.add(c) }
+    }
+
+    /// The non-zero sums.
+    fn sums(self) -> impl Iterator<Item = (K, Counters)> {
+        self.0.into_iter().filter(|(_, c)| *c != Counters::default())
+    }
+}
+
+/// Adds (or, with `negate`, takes back) what one ledger row contributes: its plain counters at its placement,
+/// and the trend (regions only, all sectors): found by month of discovery, fixed by month of sign-off.
+fn contribute<'a>(
+    p: &'a Contribution,
+    negate: bool,
+    plain: &mut Delta<Placement<'a>>,
+    trend: &mut Delta<(RegionCode, Month)>,
+) {
+    plain.add((p.region, &p.grid, p.sector), &Counters::contribution(p), negate);
     if p.status != Status::Voided {
-        for key in regions() {
-            out.entry(key.with_month(Month::of(p.reported_at))).or_insert_with(Counters::default).found += 1;
-        }
+        trend.add((p.region, Month::of(p.reported_at)), &Counters { found: 1, ..Counters::default() }, negate);
     }
     if let (Status::Closed, Some(closed)) = (p.status, p.closed_at) {
-        for key in regions() {
-            out.entry(key.with_month(Month::of(closed))).or_insert_with(Counters::default).fixed += 1;
-        }
+        trend.add((p.region, Month::of(closed)), &Counters { fixed: 1, ..Counters::default() }, negate);
     }
-    out
 }
 
 /// The [`Days`] histograms a fixed problem is counted in (region × all sectors and × its sector), and its
@@ -466,11 +489,13 @@ impl Changes {
         }
 
         let is = Contribution::of(&row);
-        let mut delta: BTreeMap<CounterKey, Counters> = BTreeMap::new();
+        let (mut plain, mut trend) = (Delta::new(), Delta::new());
         if is != was {
-            delta = is.as_ref().map(contributions).unwrap_or_default();
-            for (key, c) in was.as_ref().map(contributions).unwrap_or_default() {
-                delta.entry(key).or_default().sub(&c);
+            if let Some(p) = &was {
+                contribute(p, true, &mut plain, &mut trend);
+            }
+            if let Some(p) = &is {
+                contribute(p, false, &mut plain, &mut trend);
             }
             let (days_was, days_is) = (was.as_ref().and_then(days_entries), is.as_ref().and_then(days_entries));
             if days_is != days_was {
@@ -489,15 +514,18 @@ impl Changes {
                 Body::Inspection(i) => Some((i.region, i.grid.as_str(), i.sector)),
                 Body::Empty => None,
             };
-            if let Some((region, grid, sector)) = placement {
-                for key in CounterKey::all_for(region, grid, sector) {
-                    delta.entry(key).or_default().add(&by_event);
-                }
+            if let Some(placement) = placement {
+                plain.add(placement, &by_event, false);
             }
         }
-        for (key, d) in delta {
-            if d != Counters::default() {
+        for ((region, grid, sector), d) in plain.sums() {
+            for key in CounterKey::all_for(region, grid, sector) {
                 self.counters_at(base, key)?.add(&d);
+            }
+        }
+        for ((region, month), d) in trend.sums() {
+            for scope in region.scopes() {
+                self.counters_at(base, CounterKey::region(scope).with_month(month))?.add(&d);
             }
         }
         // Inspections are counted but are not ledger rows.
