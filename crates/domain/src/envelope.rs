@@ -28,7 +28,9 @@ pub struct Envelope {
     /// The aggregate version this event creates (1 for the first).
     pub version: u64,
     pub schema: u16,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub occurred_at: DateTime<Utc>,
+    #[serde(deserialize_with = "crate::timestamp::deserialize")]
     pub recorded_at: DateTime<Utc>,
     pub actor: Actor,
     pub command_id: String,

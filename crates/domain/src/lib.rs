@@ -13,6 +13,7 @@ pub mod ids;
 pub mod permissions;
 pub mod problem;
 pub mod region;
+pub mod timestamp;
 pub mod values;
 
 pub use actor::{Actor, Role};
