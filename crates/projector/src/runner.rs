@@ -15,10 +15,12 @@ use tokio::sync::{broadcast, watch};
 const BATCH: usize = 2048;
 /// Most commits folded into one sled batch while catching up (a rebuild): a problem's events are usually
 /// close together in the log, so a bigger batch writes each touched row once for several of its events, and
-/// the counter rows, which nearly every batch touches, are written once per batch.
-const CATCH_UP_BATCH: usize = 131_072;
-/// Reads (of decoded records) a catch-up batch is folded from, so that only the batch's changes, not all of
-/// its records, are held in memory.
+/// the counter rows, which nearly every batch touches, are written once per batch. Bigger still (131,072)
+/// wrote a quarter of the counter rows but took longer: more memory touched (system time doubled) and a
+/// longer last write that nothing overlaps.
+const CATCH_UP_BATCH: usize = 32_768;
+/// Reads (of decoded records) a catch-up batch is folded from: reading 2,048 records at a time instead of a
+/// whole batch keeps the records in memory small (a third less system time in a rebuild of 1M events).
 const READS_PER_BATCH: usize = 16;
 /// Ledger rows kept in memory between batches (the counter rows, far fewer, are all kept).
 const LEDGER_CACHE: usize = 16_384;
@@ -198,7 +200,7 @@ impl Projector {
         self.store.read().expect("store lock").clone()
     }
 
-    /// Other batch and cache sizes than the defaults (131,072 and 16,384): small ones make tests cross batch
+    /// Other batch and cache sizes than the defaults (32,768 and 16,384): small ones make tests cross batch
     /// boundaries and cache evictions with short logs.
     pub fn with_sizes(mut self, catch_up_batch: usize, ledger_cache: usize) -> Projector {
         self.catch_up_batch = catch_up_batch.max(1);
