@@ -28,9 +28,9 @@ pub struct Envelope {
     /// The aggregate version this event creates (1 for the first).
     pub version: u64,
     pub schema: u16,
-    #[serde(deserialize_with = "crate::timestamp::deserialize")]
+    #[serde(serialize_with = "crate::timestamp::serialize", deserialize_with = "crate::timestamp::deserialize")]
     pub occurred_at: DateTime<Utc>,
-    #[serde(deserialize_with = "crate::timestamp::deserialize")]
+    #[serde(serialize_with = "crate::timestamp::serialize", deserialize_with = "crate::timestamp::deserialize")]
     pub recorded_at: DateTime<Utc>,
     pub actor: Actor,
     pub command_id: String,
@@ -47,7 +47,9 @@ struct Hashed<'a> {
     stream: &'a AggregateId,
     version: u64,
     schema: u16,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     occurred_at: &'a DateTime<Utc>,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     recorded_at: &'a DateTime<Utc>,
     actor: &'a Actor,
     command_id: &'a str,

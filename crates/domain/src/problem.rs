@@ -60,15 +60,20 @@ pub struct Problem {
     pub description: String,
     pub status: Status,
     pub reported_by: String,
+    #[serde(serialize_with = "crate::timestamp::serialize")]
     pub reported_at: DateTime<Utc>,
     pub submitted_by: Option<String>,
     pub deadline_class: Option<DeadlineClass>,
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub original_due: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub due: Option<DateTime<Utc>>,
     pub overdue: bool,
     pub listed: bool,
     pub responsible: Option<Responsible>,
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub pending_extension: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "crate::timestamp::serialize_option")]
     pub closed_at: Option<DateTime<Utc>>,
     pub evidence: Vec<Evidence>,
     pub reopened: u32,

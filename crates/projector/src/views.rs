@@ -20,6 +20,7 @@ pub struct LedgerRow {
     pub id: AggregateId,
     /// Log position of the commit that last changed this row.
     pub position: u64,
+    #[serde(serialize_with = "rectify_domain::timestamp::serialize")]
     pub updated_at: chrono::DateTime<chrono::Utc>,
     /// Whether the last acceptance met the deadline in force, and the original one.
     pub closed_on_time: Option<bool>,
