@@ -1,7 +1,8 @@
 //! Timestamps as chrono's serde writes them (`2021-04-02T09:30:00Z`, with 3, 6 or 9 fraction digits when
-//! there are any), read and written without chrono's general formatter and parser: they were a fifth of
-//! decoding a commit and a fifth of writing a ledger row. Anything outside that one form is handed to
-//! chrono, so every timestamp reads and writes exactly as with chrono (the envelope hash depends on it).
+//! there are any), read and written without chrono's general parser and formatter: the parser was a fifth
+//! of decoding a commit, the formatter a third of writing a ledger row. Anything outside that one form is
+//! handed to chrono, so every timestamp reads and writes exactly as with chrono (the envelope hash depends
+//! on it).
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, Timelike, Utc};
 use serde::de::{self, Visitor};
@@ -127,7 +128,11 @@ mod tests {
     proptest! {
         /// Every timestamp is written byte for byte as chrono writes it.
         #[test]
-        fn writes_what_chrono_writes(secs in -62_135_596_800i64..253_402_300_799, nanos in 0u32..1_000_000_000, round in 0usize..4) {
+        fn writes_what_chrono_writes(
+            secs in -62_135_596_800i64..253_402_300_799,
+            nanos in 0u32..1_000_000_000,
+            round in 0usize..4,
+        ) {
             // Whole seconds, milliseconds and microseconds are common: chrono writes fewer digits for them.
             let nanos = [0, nanos / 1_000_000 * 1_000_000, nanos / 1_000 * 1_000, nanos][round];
             let t = DateTime::<Utc>::from_timestamp(secs, nanos).unwrap();

@@ -2,10 +2,10 @@
 //!
 //! Counters are derived from ledger rows: each row *contributes* to a set of counter rows — per scope
 //! (province, prefecture, county, grid) × sector, per scope × month (the trend) — and an event changes the
-//! counters by what the row contributes after it minus what it contributed before (see [`contribute`]), plus what the event adds by itself
-//! (inspections, reopenings, extensions, enforcement). So `fixed ≤ found` and `open = found - fixed` hold by
-//! construction in every scope. A fixed problem's days to rectify go the same way into one histogram per
-//! region × sector ([`Days`]).
+//! counters by what the row contributes after it minus what it contributed before (see [`contribute`]),
+//! plus what the event adds by itself (inspections, reopenings, extensions, enforcement). So `fixed ≤ found`
+//! and `open = found - fixed` hold by construction in every scope. A fixed problem's days to rectify go the
+//! same way into one histogram per region × sector ([`Days`]).
 
 use rectify_domain::event::Event;
 use rectify_domain::problem::{Body, State};
@@ -310,7 +310,8 @@ type Placement<'a> = (RegionCode, &'a str, Sector);
 
 /// Counter changes grouped by where they go (a placement, or a region × month of the trend), summed before
 /// any counter row is touched: an event usually moves a row's contribution within the same placement, so
-/// its before and after meet here instead of in every one of the rows.
+/// its before and after meet here instead of in every one of the rows. (A row that moved to another
+/// placement changes the rows both placements share twice, which sums to the same.)
 struct Delta<K>(Vec<(K, Counters)>);
 
 impl<K: PartialEq> Delta<K> {
