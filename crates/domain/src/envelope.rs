@@ -198,7 +198,7 @@ impl Commit {
     /// Decodes a stored commit, checking the structure that the type system cannot: non-empty, one stream,
     /// one command, consecutive versions, known schema.
     pub fn decode(bytes: &[u8]) -> Result<Commit, DecodeError> {
-        let commit: Commit = serde_json::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))?;
+        let commit: Commit = crate::json::from_bytes(bytes).map_err(DecodeError)?;
         let first = commit.events.first().ok_or_else(|| DecodeError("commit holds no events".into()))?;
         for (i, e) in commit.events.iter().enumerate() {
             if e.schema == 0 || e.schema > SCHEMA_VERSION {

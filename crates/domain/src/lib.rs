@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod error;
 pub mod event;
 pub mod ids;
+pub mod json;
 pub mod permissions;
 pub mod problem;
 pub mod region;

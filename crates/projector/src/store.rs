@@ -54,8 +54,8 @@ pub struct ViewStore {
 }
 
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason: e.to_string() })
+    rectify_domain::json::from_bytes(bytes)
+        .map_err(|reason| StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), reason })
 }
 
 fn encode_counters(c: &Counters) -> Vec<u8> {
