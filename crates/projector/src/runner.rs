@@ -2,11 +2,10 @@
 //! then announce what changed (for read-your-writes waits and live feeds).
 
 use crate::store::{StoreError, ViewStore};
-use crate::views::{Changes, CounterKey, Counters, Days, LedgerRow, ViewRead};
+use crate::views::{Changes, CounterKey, Counters, Days, LedgerRow, RowMap, ViewRead};
 use futures::StreamExt;
 use rectify_domain::AggregateId;
 use rectify_eventlog::{EventLog, ReadError, Record};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{broadcast, watch};
@@ -30,10 +29,10 @@ const LEDGER_CACHE: usize = 16_384;
 struct Cache {
     /// Ledger rows in two generations: when `ledger` is full it becomes `older` (and the older one is dropped),
     /// so the rows just written stay at hand, however the batches fall.
-    ledger: HashMap<AggregateId, LedgerRow>,
-    older: HashMap<AggregateId, LedgerRow>,
-    counters: HashMap<CounterKey, Counters>,
-    days: HashMap<CounterKey, Days>,
+    ledger: RowMap<AggregateId, LedgerRow>,
+    older: RowMap<AggregateId, LedgerRow>,
+    counters: RowMap<CounterKey, Counters>,
+    days: RowMap<CounterKey, Days>,
     /// The cache holds every row of the store (it started empty and nothing was dropped since): a row
     /// that is not here is not in the store either, so a fresh rebuild never reads sled. Counter rows and
     /// histograms are never dropped.
@@ -46,10 +45,10 @@ impl Cache {
     fn over(checkpoint: u64) -> Cache {
         let empty = checkpoint == 0;
         Cache {
-            ledger: HashMap::new(),
-            older: HashMap::new(),
-            counters: HashMap::new(),
-            days: HashMap::new(),
+            ledger: RowMap::default(),
+            older: RowMap::default(),
+            counters: RowMap::default(),
+            days: RowMap::default(),
             complete_ledger: empty,
             complete_counters: empty,
         }
@@ -279,10 +278,14 @@ impl Projector {
         }
         cache.absorb(&changes, self.ledger_cache);
         drop(cache);
+        let sorted = |mut keys: Vec<String>| {
+            keys.sort_unstable();
+            keys
+        };
         Ok(Some(self.announce(Applied {
             position: last,
-            problems: changes.ledger.keys().map(|id| id.to_string()).collect(),
-            counters: changes.counters.keys().map(|k| k.encode()).collect(),
+            problems: sorted(changes.ledger.keys().map(|id| id.to_string()).collect()),
+            counters: sorted(changes.counters.keys().map(|k| k.encode()).collect()),
         })))
     }
 

@@ -12,7 +12,7 @@ use rectify_domain::problem::{Body, State};
 use rectify_domain::values::{DeadlineClass, Sector};
 use rectify_domain::{AggregateId, Envelope, RegionCode, Status};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// One row of the problem ledger: the problem's folded state and when it last changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -393,11 +393,17 @@ pub trait ViewRead {
     fn days(&self, key: &CounterKey) -> Result<Days, Self::Error>;
 }
 
+/// A map of view rows by key, hashed by foldhash (seeded at random per map, so keys that come from commands
+/// cannot be chosen to collide).
+pub type RowMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// The changes a batch of envelopes makes to the views: an overlay over a [`ViewRead`].
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Changes {
-    pub ledger: BTreeMap<AggregateId, LedgerRow>,
-    pub counters: BTreeMap<CounterKey, Counters>,
+    // Hash maps: the fold looks a row up a dozen times per event, and a batch holds thousands (ordered maps
+    // spent a tenth of a rebuild comparing keys); sled sorts a batch's writes itself.
+    pub ledger: RowMap<AggregateId, LedgerRow>,
+    pub counters: RowMap<CounterKey, Counters>,
     /// The days-to-rectify histograms the batch changed, whole (an emptied one is removed when written).
     pub days: BTreeMap<CounterKey, Days>,
     /// Command id → (stream, version, position) for every commit in the batch, if `index_commands`.
@@ -411,7 +417,7 @@ pub struct Changes {
 
 impl Changes {
     fn counters_at<R: ViewRead>(&mut self, base: &R, key: CounterKey) -> Result<&mut Counters, R::Error> {
-        use std::collections::btree_map::Entry;
+        use std::collections::hash_map::Entry;
         Ok(match self.counters.entry(key) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => {
