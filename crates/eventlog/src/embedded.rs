@@ -359,6 +359,10 @@ impl EventLog for EmbeddedLog {
         Ok(self.published_head())
     }
 
+    fn local_head(&self) -> Option<u64> {
+        Some(self.published_head())
+    }
+
     fn tail(&self, from: u64) -> BoxStream<'static, Result<Record, ReadError>> {
         let state = Tail {
             inner: self.inner.clone(),

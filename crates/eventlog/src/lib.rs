@@ -165,6 +165,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// The position of the last commit (0 for an empty log).
     async fn head(&self) -> Result<u64, ReadError>;
 
+    /// [`EventLog::head`] when this process knows it without I/O (a log only it writes); `None` otherwise.
+    fn local_head(&self) -> Option<u64> {
+        None
+    }
+
     /// Every commit with position ≥ `from`, then each new one as it is appended; never ends by itself.
     fn tail(&self, from: u64) -> BoxStream<'static, Result<Record, ReadError>>;
 

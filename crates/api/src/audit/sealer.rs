@@ -473,6 +473,10 @@ impl EventLog for SealingLog {
         self.inner.remembers_every_command()
     }
 
+    fn local_head(&self) -> Option<u64> {
+        self.inner.local_head()
+    }
+
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
         self.inner.find_command(command_id).await
     }

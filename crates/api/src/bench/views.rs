@@ -313,7 +313,7 @@ pub async fn run(
         rows.push(Row::new(
             "6a",
             format!(
-                "aggregate load for a command (the views' state checked against the log's stream head), log and views just opened, {events} events in the log ({samples} distinct problems, ~6 events each)"
+                "aggregate load for a command (the views' ledger row, current as the views include the log's head), log and views just opened, {events} events in the log ({samples} distinct problems, ~6 events each)"
             ),
             big_cold.as_secs_f64() * 1e6,
             "µs",
