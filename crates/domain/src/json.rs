@@ -1,4 +1,4 @@
-//! Reading stored JSON (commits, view rows).
+//! Reading stored JSON (commits, audit records, view rows).
 
 use serde::de::DeserializeOwned;
 

@@ -240,7 +240,7 @@ impl AuditRecord {
 
     /// Decodes stored bytes.
     pub fn decode(bytes: &[u8]) -> Result<AuditRecord, String> {
-        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+        crate::json::from_bytes(bytes)
     }
 }
 
