@@ -13,20 +13,13 @@ thread_local! {
 
 const RW_REQUIRED_BIT: usize = 1 << 31;
 
-#[derive(Default)]
+/// One per database (see RECTIFY.md): a batch excludes readers of its own
+/// database only.
+#[derive(Default, Debug)]
 pub(crate) struct ConcurrencyControl {
     active: AtomicUsize,
     upgrade_complete: AtomicBool,
     rw: RwLock<()>,
-}
-
-static CONCURRENCY_CONTROL: Lazy<
-    ConcurrencyControl,
-    fn() -> ConcurrencyControl,
-> = Lazy::new(init_cc);
-
-fn init_cc() -> ConcurrencyControl {
-    ConcurrencyControl::default()
 }
 
 #[derive(Debug)]
@@ -51,14 +44,6 @@ impl<'a> Drop for Protector<'a> {
     }
 }
 
-pub(crate) fn read<'a>() -> Protector<'a> {
-    CONCURRENCY_CONTROL.read()
-}
-
-pub(crate) fn write<'a>() -> Protector<'a> {
-    CONCURRENCY_CONTROL.write()
-}
-
 impl ConcurrencyControl {
     fn enable(&self) {
         if self.active.fetch_or(RW_REQUIRED_BIT, SeqCst) < RW_REQUIRED_BIT {
@@ -70,7 +55,7 @@ impl ConcurrencyControl {
         }
     }
 
-    fn read(&self) -> Protector<'_> {
+    pub(crate) fn read(&self) -> Protector<'_> {
         #[cfg(feature = "testing")]
         COUNT.with(|c| {
             let mut c = c.borrow_mut();
@@ -88,7 +73,7 @@ impl ConcurrencyControl {
         }
     }
 
-    fn write(&self) -> Protector<'_> {
+    pub(crate) fn write(&self) -> Protector<'_> {
         #[cfg(feature = "testing")]
         COUNT.with(|c| {
             let mut c = c.borrow_mut();

@@ -152,7 +152,10 @@ impl Iterator for Iter {
 
     fn next(&mut self) -> Option<Self::Item> {
         let _measure = Measure::new(&M.tree_scan);
-        let _cc = concurrency_control::read();
+        // next_inner borrows the iterator mutably: hold the lock through
+        // a handle of its own.
+        let cc = self.tree.context.cc.clone();
+        let _cc = cc.read();
         self.next_inner()
     }
 
@@ -165,7 +168,8 @@ impl DoubleEndedIterator for Iter {
     fn next_back(&mut self) -> Option<Self::Item> {
         let _measure = Measure::new(&M.tree_reverse_scan);
         let guard = pin();
-        let _cc = concurrency_control::read();
+        let cc = self.tree.context.cc.clone();
+        let _cc = cc.read();
 
         let (mut pid, mut node) = if let (false, Some((pid, node))) =
             (self.going_forward, self.cached_node.take())

@@ -84,7 +84,7 @@ use std::collections::HashMap as Map;
 use std::collections::BTreeMap as Map;
 
 use crate::{
-    concurrency_control, pin, Batch, Error, Guard, IVec, Protector, Result,
+    pin, Batch, Error, Guard, IVec, Protector, Result,
     Tree,
 };
 
@@ -382,8 +382,14 @@ pub struct TransactionalTrees {
 }
 
 impl TransactionalTrees {
-    fn stage(&self) -> UnabortableTransactionResult<Protector<'_>> {
-        Ok(concurrency_control::write())
+    /// Takes the write lock of every database the trees belong to, in
+    /// one order (by address) so that two transactions cannot deadlock.
+    fn stage(&self) -> UnabortableTransactionResult<Vec<Protector<'_>>> {
+        let mut ccs: Vec<_> =
+            self.inner.iter().map(|t| &*t.tree.context.cc).collect();
+        ccs.sort_by_key(|cc| std::ptr::from_ref(*cc).addr());
+        ccs.dedup_by_key(|cc| std::ptr::from_ref(*cc).addr());
+        Ok(ccs.into_iter().map(|cc| cc.write()).collect())
     }
 
     fn unstage(&self) {
