@@ -35,8 +35,7 @@ pub const SEAL_INTERVAL: Duration = Duration::from_millis(5);
 /// Most commits in one seal.
 pub const SEAL_MAX: usize = 512;
 /// The journal is rewritten with only the open intents once it grows past this: ~75,000 commits (a line
-/// of ~220 bytes each), so the rewrite's fsync, which holds a runtime thread, comes seconds apart at full
-/// speed, and a start after a crash reads at most this much.
+/// of ~220 bytes each), so that a start after a crash reads at most this much.
 const JOURNAL_COMPACT_BYTES: u64 = 16 << 20;
 /// Intents whose append outcome is unknown (the log did not answer) are looked up on the log after this.
 const UNKNOWN_AFTER: Duration = Duration::from_secs(30);
@@ -63,6 +62,41 @@ struct Journal {
 struct Written {
     file: File,
     open: HashMap<String, Open>,
+    /// While a compaction writes its copy of the open intents: the lines written since it took them.
+    since_copy: Option<Vec<u8>>,
+}
+
+impl Written {
+    /// Appends one line with one `write(2)` (and to a compaction's record of later lines). A line the disk
+    /// had no room for is cut off again, so that it cannot swallow the next line when a reader splits the
+    /// file into lines.
+    fn write(&mut self, line: &Line) -> std::io::Result<()> {
+        let bytes = line_bytes(line);
+        let result = match self.file.write(&bytes) {
+            Ok(n) if n == bytes.len() => {
+                if let Some(later) = &mut self.since_copy {
+                    later.extend_from_slice(&bytes);
+                }
+                return Ok(());
+            }
+            Ok(n) => {
+                let cut = self.file.metadata().and_then(|m| self.file.set_len(m.len().saturating_sub(n as u64)));
+                cut.and(Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "short write to the seal journal")))
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(error) = &result {
+            tracing::error!(%error, "cannot write the seal journal");
+        }
+        result
+    }
+}
+
+fn line_bytes(line: &Line) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(256);
+    serde_json::to_writer(&mut bytes, line).expect("journal lines serialize");
+    bytes.push(b'\n');
+    bytes
 }
 
 impl Journal {
@@ -74,36 +108,56 @@ impl Journal {
             .with_context(|| format!("opening the seal journal {}", path.display()))
     }
 
-    /// Appends one line with one `write(2)`. A line the disk had no room for is cut off again, so that it
-    /// cannot swallow the next line when a reader splits the file into lines.
-    fn write(file: &mut File, line: &Line) -> std::io::Result<()> {
-        let mut bytes = Vec::with_capacity(256);
-        serde_json::to_writer(&mut bytes, line).expect("journal lines serialize");
-        bytes.push(b'\n');
-        let result = match file.write(&bytes) {
-            Ok(n) if n == bytes.len() => return Ok(()),
-            Ok(n) => {
-                let cut = file.metadata().and_then(|m| file.set_len(m.len().saturating_sub(n as u64)));
-                cut.and(Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "short write to the seal journal")))
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(error) = &result {
-            tracing::error!(%error, "cannot write the seal journal");
+    /// Replaces the journal with its open intents only. The copy is written and made durable without the
+    /// lock and off the runtime's threads, while commands go on journaling their intents; the lines they
+    /// wrote meanwhile (to the old file too) are added under the lock, just before the copy takes its place.
+    /// Until then the old file holds everything, so a crash at any point loses no intent.
+    async fn compact(&self) -> anyhow::Result<()> {
+        let copy = self.begin_copy();
+        let tmp = self.path.with_extension("tmp");
+        let written = tokio::task::spawn_blocking({
+            let tmp = tmp.clone();
+            move || Journal::write_copy(&tmp, &copy)
+        })
+        .await
+        .context("the journal copy's thread")
+        .and_then(|r| r);
+        let result = written.and_then(|()| self.finish_copy(&tmp));
+        if result.is_err() {
+            self.lock().since_copy = None;
+            let _ = std::fs::remove_file(&tmp);
         }
         result
     }
 
-    /// Replaces the journal with its open intents only.
-    fn rewrite(&self, written: &mut Written) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        let mut out = File::create(&tmp)?;
+    /// The open intents as journal lines; lines written from now on are also kept for [`Journal::finish_copy`].
+    fn begin_copy(&self) -> Vec<u8> {
+        let mut written = self.lock();
+        written.since_copy = Some(Vec::new());
+        let mut copy = Vec::new();
         for (hash, o) in &written.open {
-            Journal::write(&mut out, &Line::Intent { hash: hash.clone(), stream: o.stream.to_string() })?;
+            copy.extend(line_bytes(&Line::Intent { hash: hash.clone(), stream: o.stream.to_string() }));
         }
+        copy
+    }
+
+    /// Writes the copy beside the journal and makes it durable: the rename must not reach the disk first.
+    fn write_copy(tmp: &Path, copy: &[u8]) -> anyhow::Result<()> {
+        let mut out = File::create(tmp)?;
+        out.write_all(copy)?;
         out.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        written.file = Journal::open_append(&self.path)?;
+        Ok(())
+    }
+
+    /// Adds the lines written since [`Journal::begin_copy`] to the copy and puts it in the journal's place.
+    fn finish_copy(&self, tmp: &Path) -> anyhow::Result<()> {
+        let mut written = self.lock();
+        let later = written.since_copy.take().unwrap_or_default();
+        // Opened before the rename, so that nothing can fail after it: the handle follows the file.
+        let mut file = Journal::open_append(tmp)?;
+        file.write_all(&later)?;
+        std::fs::rename(tmp, &self.path)?;
+        written.file = file;
         Ok(())
     }
 
@@ -144,7 +198,7 @@ impl Sealer {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
         let unsealed = recover_journal(&path)?;
-        let written = Written { file: Journal::open_append(&path)?, open: HashMap::new() };
+        let written = Written { file: Journal::open_append(&path)?, open: HashMap::new(), since_copy: None };
         let journal = Arc::new(Journal { written: Mutex::new(written), path: path.clone() });
         let interval = std::env::var("RECTIFY_SEAL_INTERVAL_MS")
             .ok()
@@ -165,7 +219,7 @@ impl Sealer {
         if recovered > 0 {
             tracing::info!(commits = recovered, "sealed commits appended before the last stop");
         }
-        journal.rewrite(&mut journal.lock())?;
+        journal.compact().await?;
         let handle = tokio::spawn(task.run(rx));
         Ok((Sealer { tx, journal }, key, handle))
     }
@@ -184,7 +238,7 @@ impl Sealer {
         let hash = commit.last_hash().to_owned();
         let stream = commit.stream().clone();
         let mut written = self.journal.lock();
-        Journal::write(&mut written.file, &Line::Intent { hash: hash.clone(), stream: stream.to_string() })?;
+        written.write(&Line::Intent { hash: hash.clone(), stream: stream.to_string() })?;
         written.open.insert(hash, Open { stream, since: Instant::now() });
         Ok(())
     }
@@ -384,11 +438,15 @@ impl Task {
                 self.stats.seals += 1;
                 self.stats.commits += self.batch_hashes.len() as u64;
                 let hashes = std::mem::take(&mut self.batch_hashes);
-                let mut written = self.journal.lock();
-                // Unwritten, the intents stay open in the journal and are sealed again after a restart.
-                let _ = Journal::write(&mut written.file, &Line::Sealed { hashes });
-                let big = written.file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false);
-                if big && let Err(error) = self.journal.rewrite(&mut written) {
+                let big = {
+                    let mut written = self.journal.lock();
+                    // Unwritten, the intents stay open in the journal and are sealed again after a restart.
+                    let _ = written.write(&Line::Sealed { hashes });
+                    written.file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false)
+                };
+                // Now, while every appended commit is sealed: the copy keeps only the open intents, and the
+                // commits this task has taken from them but not sealed yet would be left out.
+                if big && let Err(error) = self.journal.compact().await {
                     tracing::error!(%error, "cannot compact the seal journal");
                 }
                 true
@@ -505,7 +563,7 @@ mod tests {
     use rectify_eventlog::EmbeddedLog;
 
     #[tokio::test]
-    async fn a_compaction_keeps_an_intent_whose_append_is_on_its_way() {
+    async fn a_compaction_keeps_the_open_intents_and_the_lines_written_while_it_copies() {
         let dir = tempfile::tempdir().unwrap();
         let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
         let (sealer, _, task) = Sealer::start(&Settings::new(dir.path()), Arc::new(log.clone())).await.unwrap();
@@ -515,9 +573,28 @@ mod tests {
         // Journaled, not yet appended: the compaction the sealer runs after a seal must keep it, or a crash
         // before the append is sealed leaves the commit unsealed for good.
         sealer.intend(&commit).unwrap();
-        sealer.journal.rewrite(&mut sealer.journal.lock()).unwrap();
+        sealer.journal.compact().await.unwrap();
         let open = recover_journal(&sealer.journal.path).unwrap();
         assert_eq!(open.get(commit.last_hash()), Some(commit.stream()));
+
+        // An intent journaled while the copy is being written (without the lock) is in the journal that
+        // replaces the old one, and so is a later line about an intent the copy holds.
+        let journal = &sealer.journal;
+        let copy = journal.begin_copy();
+        let during = data::new_problem_commit(&places, "journal", 2);
+        sealer.intend(&during).unwrap();
+        journal.lock().write(&Line::Sealed { hashes: vec![commit.last_hash().to_owned()] }).unwrap();
+        let tmp = journal.path.with_extension("tmp");
+        Journal::write_copy(&tmp, &copy).unwrap();
+        journal.finish_copy(&tmp).unwrap();
+        let open = recover_journal(&journal.path).unwrap();
+        assert_eq!(open.get(during.last_hash()), Some(during.stream()));
+        assert!(!open.contains_key(commit.last_hash()), "sealed while the copy was written: {open:?}");
+        assert!(!tmp.exists());
+        // And the journal goes on in the new file.
+        let after = data::new_problem_commit(&places, "journal", 3);
+        sealer.intend(&after).unwrap();
+        assert!(recover_journal(&journal.path).unwrap().contains_key(after.last_hash()));
 
         sealer.finish().await;
         task.await.unwrap();
