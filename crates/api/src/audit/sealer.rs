@@ -115,14 +115,11 @@ impl Journal {
     async fn compact(&self) -> anyhow::Result<()> {
         let copy = self.begin_copy();
         let tmp = self.path.with_extension("tmp");
-        let written = tokio::task::spawn_blocking({
-            let tmp = tmp.clone();
-            move || Journal::write_copy(&tmp, &copy)
-        })
-        .await
-        .context("the journal copy's thread")
-        .and_then(|r| r);
-        let result = written.and_then(|()| self.finish_copy(&tmp));
+        let to = tmp.clone();
+        let result = match tokio::task::spawn_blocking(move || Journal::write_copy(&to, &copy)).await {
+            Ok(written) => written.and_then(|()| self.finish_copy(&tmp)),
+            Err(panicked) => Err(panicked.into()),
+        };
         if result.is_err() {
             self.lock().since_copy = None;
             let _ = std::fs::remove_file(&tmp);
