@@ -27,8 +27,14 @@
 //!
 //! Readers never see past the published (flushed) head: a projector cannot act on a commit that a crash
 //! could still take back.
+//!
+//! # A full disk
+//!
+//! Appends are refused while the file system is down to a reserve ([`reserve`]), so that the views, seals
+//! and audit records of what was acknowledged still have room; a write that fails anyway answers no success.
 
 mod audit;
+mod reserve;
 
 use crate::{AppendError, Appended, AuditEntry, DiskRefusal, EventLog, ReadError, Record};
 use async_trait::async_trait;
@@ -206,6 +212,7 @@ impl EmbeddedLog {
             audit: audit.clone(),
             audit_next,
             unflushed: false,
+            reserve: reserve::Reserve::of(dir),
         };
         tokio::spawn(writer.run(queue));
         tracing::debug!(path = %dir.display(), head, "opened the embedded event log");
@@ -489,6 +496,8 @@ struct Writer {
     audit_next: u64,
     /// A flush failed: the tree holds writes that are not known to be durable, so flush before any answer.
     unflushed: bool,
+    /// The free space new commands must leave.
+    reserve: reserve::Reserve,
 }
 
 /// Stream heads and command ids decided earlier in the batch being built, which the tree does not show yet.
@@ -537,6 +546,12 @@ impl Writer {
 
     /// Decides, writes, flushes and answers one batch of appends and audit records.
     async fn commit(&mut self, requests: &mut Vec<AppendRequest>, audits: &mut Vec<AuditRequest>) {
+        // Commands only; audit records seal commits already acknowledged, and may use the reserve.
+        if let Some(refusal) = requests.first().and_then(|_| self.reserve.refusal()) {
+            for request in requests.drain(..) {
+                let _ = request.reply.send(Err(refusal.clone()));
+            }
+        }
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next;
