@@ -13,16 +13,16 @@ use rectify_domain::problem::State;
 use rectify_domain::{AggregateId, Command, CommandContext, execute};
 use rectify_eventlog::{AppendError, Appended, EventLog};
 use rectify_projector::ProjectorHandle;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Most aggregate states kept in memory; the cache is emptied when full (simple, bounded, and a miss only
 /// costs one stream read).
 const CACHE_CAPACITY: usize = 100_000;
 
-/// Recent aggregate states with the position of their last commit.
+/// Recent aggregate states with the position of their last commit (foldhash, seeded per map: ids come
+/// from clients).
 #[derive(Default)]
-struct Cache(Mutex<HashMap<AggregateId, (State, u64)>>);
+struct Cache(Mutex<foldhash::HashMap<AggregateId, (State, u64)>>);
 
 impl Cache {
     fn get(&self, id: &AggregateId) -> Option<(State, u64)> {

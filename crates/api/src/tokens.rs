@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 use rand::RngCore;
+use rectify_domain::hex_text;
 use rectify_domain::{Actor, RegionCode, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -30,7 +31,7 @@ pub struct TokenRecord {
 }
 
 fn hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex_text::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn file(dir: &Path) -> PathBuf {
@@ -42,7 +43,7 @@ pub fn add(dir: &Path, role: Role, region: RegionCode, grid: Option<String>, nam
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
-    let token = format!("rfy_{}", hex::encode(secret));
+    let token = format!("rfy_{}", hex_text::encode(secret));
     let record = TokenRecord {
         id: format!("tok_{}", &hash(&token)[..16]),
         sha256: hash(&token),

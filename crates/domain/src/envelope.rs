@@ -7,6 +7,7 @@
 use crate::actor::Actor;
 use crate::command::CommandContext;
 use crate::event::Event;
+use crate::hex_text;
 use crate::ids::AggregateId;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -62,7 +63,7 @@ impl Envelope {
     /// The hash this envelope should carry, recomputed from its content.
     pub fn compute_hash(&self) -> String {
         let bytes = serde_json::to_vec(&self.hashed()).expect("envelopes always serialize");
-        hex::encode(Sha256::digest(&bytes))
+        hex_text::encode(Sha256::digest(&bytes))
     }
 
     fn hashed(&self) -> Hashed<'_> {
@@ -147,7 +148,7 @@ impl Commit {
                 }
                 let start = bytes.len();
                 serde_json::to_writer(&mut bytes, &env.hashed()).expect("envelopes always serialize");
-                env.hash = hex::encode(Sha256::digest(&bytes[start..]));
+                env.hash = hex_text::encode(Sha256::digest(&bytes[start..]));
                 bytes.pop(); // the closing brace: `hash` is the last field
                 bytes.extend_from_slice(br#","hash":""#);
                 bytes.extend_from_slice(env.hash.as_bytes());

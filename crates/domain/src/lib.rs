@@ -9,6 +9,7 @@ pub mod command;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod hex_text;
 pub mod ids;
 pub mod json;
 pub mod permissions;

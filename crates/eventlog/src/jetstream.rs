@@ -34,7 +34,7 @@ use futures::stream::BoxStream;
 use futures::{Future, StreamExt};
 use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::error::Error as StdError;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -917,7 +917,8 @@ fn append_error(err: ReadError) -> AppendError {
 /// Command ids appended by this process, oldest forgotten first.
 #[derive(Default)]
 struct CommandMemory {
-    answers: HashMap<Arc<str>, Appended>,
+    /// foldhash, seeded per map: command ids come from clients.
+    answers: foldhash::HashMap<Arc<str>, Appended>,
     order: VecDeque<Arc<str>>,
 }
 

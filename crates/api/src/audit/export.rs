@@ -14,6 +14,7 @@ use anyhow::Context;
 use rectify_domain::audit::merkle::Nodes;
 use rectify_domain::audit::signed::commit_leaf;
 use rectify_domain::audit::{AuditRecord, Checkpoint, MemoryTree, Seal, Trust, merkle};
+use rectify_domain::hex_text;
 use rectify_domain::{AggregateId, Envelope, GENESIS_HASH, RegionCode};
 use rectify_eventlog::{EventLog, Record};
 use serde::{Deserialize, Serialize};
@@ -126,8 +127,8 @@ pub async fn export(settings: &Settings, selection: &Selection, out: &mut dyn Wr
         let proof = merkle::inclusion_proof(&tree, r.position - 1, size).expect("within the tree");
         write(&Line::Commit {
             position: r.position,
-            leaf: hex::encode(commit_leaf(r.position, &r.commit)),
-            proof: proof.iter().map(hex::encode).collect(),
+            leaf: hex_text::encode(commit_leaf(r.position, &r.commit)),
+            proof: proof.iter().map(hex_text::encode).collect(),
             events: r.commit.events,
         })?;
     }
@@ -188,7 +189,7 @@ pub fn check_export(input: impl BufRead, trust: Option<Trust>) -> anyhow::Result
             heads.insert(e.stream.as_str().to_owned(), (e.version, e.hash.clone()));
         }
         let computed = commit_leaf(*position, &commit);
-        if hex::encode(computed) != *leaf {
+        if hex_text::encode(computed) != *leaf {
             problems.push(format!("event {first} at position {position}: the leaf does not match the events"));
         }
         let proof: Option<Vec<_>> = proof.iter().map(|h| rectify_domain::audit::signed::decode_hash(h)).collect();
@@ -197,7 +198,7 @@ pub fn check_export(input: impl BufRead, trust: Option<Trust>) -> anyhow::Result
         if !included {
             problems.push(format!("event {first} at position {position}: not included in the checkpoint's tree"));
         }
-        if !sealed.get(position).is_some_and(|leaves| leaves.iter().all(|l| *l == hex::encode(computed))) {
+        if !sealed.get(position).is_some_and(|leaves| leaves.iter().all(|l| *l == hex_text::encode(computed))) {
             problems.push(format!("event {first} at position {position}: not covered by a valid seal with its leaf"));
         }
     }

@@ -10,6 +10,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rectify_domain::audit::{SigningKey, Trust, TrustedKey};
+use rectify_domain::hex_text;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -53,7 +54,7 @@ fn write_secret(dir: &Path, key: &SigningKey) -> anyhow::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(&path).with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(hex::encode(key.to_bytes()).as_bytes())?;
+    file.write_all(hex_text::encode(key.to_bytes()).as_bytes())?;
     file.sync_all()?;
     Ok(())
 }
@@ -83,7 +84,7 @@ fn current(data_dir: &Path, trust: &Trust) -> anyhow::Result<Option<SigningKey>>
     if let Some(k) = current {
         let key = read_secret(&keys_dir(data_dir).join(format!("{}.key", k.key_id)))?;
         anyhow::ensure!(
-            hex::encode(key.verifying_key().as_bytes()) == k.public_key,
+            hex_text::encode(key.verifying_key().as_bytes()) == k.public_key,
             "the key file of {} does not match its public key in {}",
             k.key_id,
             path.display()

@@ -61,7 +61,8 @@ struct Journal {
 /// on its way.
 struct Written {
     file: File,
-    open: HashMap<String, Open>,
+    /// By last hash (foldhash, seeded per map).
+    open: foldhash::HashMap<String, Open>,
     /// While a compaction writes its copy of the open intents: the lines written since it took them.
     since_copy: Option<Vec<u8>>,
 }
@@ -195,7 +196,8 @@ impl Sealer {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
         let unsealed = recover_journal(&path)?;
-        let written = Written { file: Journal::open_append(&path)?, open: HashMap::new(), since_copy: None };
+        let written =
+            Written { file: Journal::open_append(&path)?, open: foldhash::HashMap::default(), since_copy: None };
         let journal = Arc::new(Journal { written: Mutex::new(written), path: path.clone() });
         let interval = std::env::var("RECTIFY_SEAL_INTERVAL_MS")
             .ok()

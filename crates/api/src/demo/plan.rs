@@ -11,6 +11,7 @@ use super::scenario::{Figures, Params};
 use crate::regions::Regions;
 use anyhow::{Context, bail, ensure};
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveTime, TimeZone, Utc};
+use rectify_domain::hex_text;
 use rectify_domain::region::Level;
 use rectify_domain::values::{DeadlineClass, Evidence, Measure, Responsible, Sector, Severity, Source};
 use rectify_domain::{Actor, AggregateId, AggregateKind, Command, CommandContext, RegionCode, Role};
@@ -154,7 +155,7 @@ impl Calendar {
 
 fn evidence(id: &AggregateId, n: u32) -> Evidence {
     let uri = format!("evidence://demo/{id}/{n}.jpg");
-    Evidence { sha256: hex::encode(Sha256::digest(uri.as_bytes())), media_type: "image/jpeg".into(), uri }
+    Evidence { sha256: hex_text::encode(Sha256::digest(uri.as_bytes())), media_type: "image/jpeg".into(), uri }
 }
 
 /// Builds actors once and hands out their indices.

@@ -15,6 +15,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use rectify_domain::audit::{AuditRecord, Bulletin, Checkpoint, Seal, Trust};
+use rectify_domain::hex_text;
 use rectify_domain::permissions::{Action, Target, authorize};
 use rectify_domain::{Actor, RegionCode};
 use serde::{Deserialize, Serialize};
@@ -39,7 +40,7 @@ async fn indexed(state: &AppState, size: u64) -> Result<(), ApiError> {
 }
 
 fn hexes(hashes: &[[u8; 32]]) -> Vec<String> {
-    hashes.iter().map(hex::encode).collect()
+    hashes.iter().map(hex_text::encode).collect()
 }
 
 /// Tree size for a checkpoint.
@@ -135,7 +136,7 @@ pub async fn inclusion(
         position: q.position,
         leaf_index: q.position - 1,
         size,
-        leaf_hash: hex::encode(leaf),
+        leaf_hash: hex_text::encode(leaf),
         events: record
             .commit
             .events

@@ -12,6 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use rectify_domain::hex_text;
 use rectify_domain::permissions::{Action, Target, authorize};
 use rectify_domain::problem::{Problem, State as AggState};
 use rectify_domain::region::Level;
@@ -186,7 +187,7 @@ pub async fn history(
     let seals = crate::routes::audit::seal_refs(&state, records.iter().map(|r| r.position)).await?;
     let entry = |r: rectify_eventlog::Record| HistoryEntry {
         position: r.position,
-        leaf: hex::encode(rectify_domain::audit::signed::commit_leaf(r.position, &r.commit)),
+        leaf: hex_text::encode(rectify_domain::audit::signed::commit_leaf(r.position, &r.commit)),
         seal: seals.get(&r.position).cloned(),
         events: r.commit.events,
     };

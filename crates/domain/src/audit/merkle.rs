@@ -425,9 +425,15 @@ mod tests {
 
     #[test]
     fn known_roots() {
-        assert_eq!(hex::encode(empty_root()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            crate::hex_text::encode(empty_root()),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         // RFC 6962 test vector: the leaf of the empty string.
-        assert_eq!(hex::encode(leaf_hash(b"")), "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d");
+        assert_eq!(
+            crate::hex_text::encode(leaf_hash(b"")),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
         let t = MemoryTree::from_leaves(leaves(3));
         let l = leaves(3);
         assert_eq!(t.root(), node_hash(&node_hash(&l[0], &l[1]), &l[2]));

@@ -9,6 +9,7 @@
 use super::merkle::{Hash, leaf_hash};
 use crate::actor::Actor;
 use crate::envelope::Commit;
+use crate::hex_text;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -24,9 +25,9 @@ pub fn leaf_data(position: u64, commit: &Commit) -> Vec<u8> {
     let mut data = Vec::with_capacity(8 + 32 * commit.events.len());
     data.extend_from_slice(&position.to_be_bytes());
     for e in &commit.events {
-        match hex::decode(&e.hash) {
-            Ok(bytes) if bytes.len() == 32 => data.extend_from_slice(&bytes),
-            _ => data.extend_from_slice(e.hash.as_bytes()),
+        match decode_hash(&e.hash) {
+            Some(bytes) => data.extend_from_slice(&bytes),
+            None => data.extend_from_slice(e.hash.as_bytes()),
         }
     }
     data
@@ -39,7 +40,7 @@ pub fn commit_leaf(position: u64, commit: &Commit) -> Hash {
 
 /// A short, stable name for a public key: the first 16 hex digits of SHA-256 of its 32 bytes.
 pub fn key_id(key: &VerifyingKey) -> String {
-    hex::encode(&Sha256::digest(key.as_bytes())[..8])
+    hex_text::encode(&Sha256::digest(key.as_bytes())[..8])
 }
 
 /// RFC 3339 with as many fractional digits as needed: the one spelling of a time inside signed text.
@@ -48,7 +49,7 @@ fn time_text(t: &DateTime<Utc>) -> String {
 }
 
 fn sign(key: &SigningKey, bytes: &[u8]) -> String {
-    hex::encode(key.sign(bytes).to_bytes())
+    hex_text::encode(key.sign(bytes).to_bytes())
 }
 
 /// Canonical bytes of a JSON-signed record: `header` then the compact JSON of `body`.
@@ -74,7 +75,7 @@ impl SealEntry {
     pub fn of(position: u64, commit: &Commit) -> SealEntry {
         SealEntry {
             position,
-            leaf: hex::encode(commit_leaf(position, commit)),
+            leaf: hex_text::encode(commit_leaf(position, commit)),
             events: commit.events.iter().map(|e| e.event_id.clone()).collect(),
         }
     }
@@ -135,7 +136,7 @@ impl Checkpoint {
     pub fn sign(key: &SigningKey, size: u64, root: &Hash, time: DateTime<Utc>) -> Checkpoint {
         let mut c = Checkpoint {
             size,
-            root: hex::encode(root),
+            root: hex_text::encode(root),
             time,
             key_id: key_id(&key.verifying_key()),
             signature: String::new(),
@@ -159,7 +160,8 @@ impl Checkpoint {
 
 /// 64 hex digits as a hash.
 pub fn decode_hash(s: &str) -> Option<Hash> {
-    hex::decode(s).ok()?.try_into().ok()
+    let mut hash = [0; 32];
+    hex::decode_to_slice(s, &mut hash).ok().map(|()| hash)
 }
 
 /// A dispatch bulletin (定期调度): statistics of a region frozen at a log position, with the signed
@@ -263,7 +265,7 @@ impl TrustedKey {
     pub fn new(key: &VerifyingKey, valid_from: DateTime<Utc>, note: &str) -> TrustedKey {
         TrustedKey {
             key_id: key_id(key),
-            public_key: hex::encode(key.as_bytes()),
+            public_key: hex_text::encode(key.as_bytes()),
             valid_from,
             valid_until: None,
             note: note.to_owned(),
@@ -350,6 +352,16 @@ mod tests {
         SigningKey::from_bytes(&[seed; 32])
     }
 
+    #[test]
+    fn decode_hash_reads_exactly_64_hex_digits() {
+        let hash = hex_text::encode([0xc3; 32]);
+        assert_eq!(decode_hash(&hash), Some([0xc3; 32]));
+        assert_eq!(decode_hash(&hash.to_uppercase()), Some([0xc3; 32]));
+        assert_eq!(decode_hash(&hash[2..]), None, "31 bytes");
+        assert_eq!(decode_hash(&format!("{hash}00")), None, "33 bytes");
+        assert_eq!(decode_hash(&hash.replace('c', "g")), None, "not hex");
+    }
+
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().to_utc()
     }
@@ -361,7 +373,11 @@ mod tests {
     }
 
     fn entry(position: u64) -> SealEntry {
-        SealEntry { position, leaf: hex::encode([position as u8; 32]), events: vec![format!("P520102-x/{position}")] }
+        SealEntry {
+            position,
+            leaf: hex_text::encode([position as u8; 32]),
+            events: vec![format!("P520102-x/{position}")],
+        }
     }
 
     #[test]
@@ -377,7 +393,7 @@ mod tests {
         assert_eq!(t.check_seal(&decoded), Ok(()), "survives encoding");
 
         let mut s = seal.clone();
-        s.entries[1].leaf = hex::encode([9; 32]);
+        s.entries[1].leaf = hex_text::encode([9; 32]);
         assert_eq!(t.check_seal(&s), Err(SignatureError::Invalid));
         let mut s = seal.clone();
         s.entries.pop();
@@ -452,7 +468,7 @@ mod measure {
             let entries: Vec<SealEntry> = (0..n as u64)
                 .map(|p| SealEntry {
                     position: p,
-                    leaf: hex::encode([7; 32]),
+                    leaf: hex_text::encode([7; 32]),
                     events: vec![format!("P520102-01J9ZABCDEFGHJKMNPQRSTVWXY/{p}")],
                 })
                 .collect();

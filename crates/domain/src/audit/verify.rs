@@ -13,6 +13,7 @@
 use super::merkle::{Hash, MemoryTree, Nodes, root};
 use super::signed::{AuditRecord, Bulletin, Seal, Trust, commit_leaf, decode_hash};
 use crate::envelope::{Commit, GENESIS_HASH};
+use crate::hex_text;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 
@@ -231,7 +232,7 @@ impl LogVerifier {
         let leaf = commit_leaf(position, commit);
         self.tree.push(leaf);
         let first_id = commit.events.first().map(|e| e.event_id.clone());
-        let leaf_hex = hex::encode(leaf);
+        let leaf_hex = hex_text::encode(leaf);
         match self.sealed.get(&position) {
             None => {
                 let detail = format!(
@@ -299,7 +300,7 @@ impl LogVerifier {
         self.findings.sort_by_key(|f| f.position.unwrap_or(u64::MAX));
         let report = Report {
             size,
-            root: hex::encode(self.tree.root()),
+            root: hex_text::encode(self.tree.root()),
             commits: self.commits,
             events: self.events,
             streams: self.streams.len() as u64,
@@ -404,7 +405,7 @@ mod tests {
         let r = verify(&l, &seals(&l), 10);
         assert!(r.is_clean(), "{:?}", r.findings);
         let tree = MemoryTree::from_leaves(l.iter().map(|(p, c)| commit_leaf(*p, c)));
-        assert_eq!(r.root, hex::encode(tree.root()));
+        assert_eq!(r.root, hex_text::encode(tree.root()));
         assert_eq!((r.size, r.commits, r.events, r.streams, r.seals), (10, 10, 10, 2, 4));
     }
 
