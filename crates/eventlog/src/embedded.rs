@@ -697,11 +697,9 @@ mod tests {
         error::<OpenError>();
     }
 
-    #[tokio::test]
-    async fn corrupt_bytes_are_reported_with_their_position() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EmbeddedLog::open(dir.path()).unwrap();
-        let id = AggregateId::parse("P520102-corrupt").unwrap();
+    /// The commit that opens stream `P520102-{name}` (one event).
+    fn first_commit(name: &str) -> Commit {
+        let id = AggregateId::parse(&format!("P520102-{name}")).unwrap();
         let now = chrono::DateTime::parse_from_rfc3339("2024-05-01T08:00:00Z").unwrap().to_utc();
         let ctx = rectify_domain::CommandContext {
             actor: rectify_domain::Actor {
@@ -712,16 +710,19 @@ mod tests {
             },
             occurred_at: now,
             recorded_at: now,
-            command_id: "cmd-corrupt".into(),
-            correlation_id: "cmd-corrupt".into(),
+            command_id: format!("cmd-{name}"),
+            correlation_id: format!("cmd-{name}"),
         };
-        let commit = Commit::seal(
-            &id,
-            0,
-            rectify_domain::GENESIS_HASH,
-            &ctx,
-            vec![rectify_domain::Event::ProblemVoided { reason: "test".into() }],
-        );
+        let events = vec![rectify_domain::Event::ProblemVoided { reason: "test".into() }];
+        Commit::seal(&id, 0, rectify_domain::GENESIS_HASH, &ctx, events)
+    }
+
+    #[tokio::test]
+    async fn corrupt_bytes_are_reported_with_their_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let commit = first_commit("corrupt");
+        let id = commit.stream().clone();
         let appended = log.append(&commit, 0).await.unwrap();
 
         log.inner.tree.insert(key::commit(appended.position), &b"{not json"[..]).unwrap();
@@ -731,5 +732,65 @@ mod tests {
         assert!(corrupt(log.read_stream(&id).await));
         let first = log.tail(appended.position).next().await.unwrap();
         assert!(matches!(first, Err(ReadError::Corrupt { position, .. }) if position == appended.position));
+    }
+
+    /// The embedded log, whose first tail fails after two records (as a lost connection would).
+    struct FailsOnce {
+        log: EmbeddedLog,
+        tails: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl EventLog for FailsOnce {
+        async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
+            self.log.append(commit, expected).await
+        }
+        async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError> {
+            self.log.read_stream(stream).await
+        }
+        async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
+            self.log.read_from(from, max).await
+        }
+        async fn head(&self) -> Result<u64, ReadError> {
+            self.log.head().await
+        }
+        fn tail(&self, from: u64) -> BoxStream<'static, Result<Record, ReadError>> {
+            let tail = self.log.tail(from);
+            if self.tails.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+                return tail;
+            }
+            let lost = stream::once(async { Err(ReadError::Unavailable("connection lost".into())) });
+            tail.take(2).chain(lost).chain(stream::pending()).boxed()
+        }
+        async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
+            self.log.find_command(command_id).await
+        }
+        async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError> {
+            self.log.append_audit(record).await
+        }
+        async fn read_audit(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError> {
+            self.log.read_audit(from, max).await
+        }
+        async fn audit_head(&self) -> Result<u64, ReadError> {
+            self.log.audit_head().await
+        }
+    }
+
+    /// [`crate::follow`] after a failed tail: on from the last record it yielded, none repeated or skipped.
+    #[tokio::test]
+    async fn following_resumes_after_a_failed_tail_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        for name in ["a", "b", "c", "d"] {
+            log.append(&first_commit(name), 0).await.unwrap();
+        }
+        let flaky = Arc::new(FailsOnce { log, tails: Default::default() });
+        let mut batches = crate::follow(flaky.clone(), 1, 16, "this test");
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            seen.extend(batches.next().await.unwrap().iter().map(|r| r.position));
+        }
+        assert_eq!(seen, [1, 2, 3, 4]);
+        assert_eq!(flaky.tails.load(std::sync::atomic::Ordering::SeqCst), 2, "opened again once");
     }
 }

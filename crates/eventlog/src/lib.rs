@@ -7,10 +7,12 @@
 
 pub mod baseline;
 pub mod embedded;
+mod follow;
 pub mod jetstream;
 pub mod sled_open;
 
 pub use embedded::EmbeddedLog;
+pub use follow::follow;
 pub use jetstream::{JetStreamConfig, JetStreamError, JetStreamLog};
 
 /// The attribute [`EventLog`] implementations need (re-exported so wrappers need no dependency of their own).

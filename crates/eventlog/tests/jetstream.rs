@@ -398,3 +398,34 @@ async fn the_tail_survives_a_server_restart() {
     };
     assert_eq!(next, commit, "the tail continues where it was, without repeating");
 }
+
+#[tokio::test]
+async fn following_the_log_resumes_after_a_server_restart_without_repeating_or_skipping() {
+    let mut server = NatsServer::start();
+    let log = std::sync::Arc::new(connect(&server).await);
+    let mut p = Problem::new();
+    p.append_next(&log).await;
+    p.append_next(&log).await;
+    let mut batches = rectify_eventlog::follow(log.clone(), 1, 16, "this test");
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.extend(within("follow", batches.next()).await.unwrap().iter().map(|r| r.position));
+    }
+
+    server.restart();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let commit = p.next();
+    let appended = loop {
+        match within("append after the restart", log.append(&commit, p.position)).await {
+            Ok(appended) => break appended,
+            Err(AppendError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {}
+            Err(e) => panic!("append after the restart: {e}"),
+        }
+    };
+    p.applied(&commit, Appended { duplicate: false, ..appended });
+    p.append_next(&log).await;
+    while seen.len() < 4 {
+        seen.extend(within("follow after the restart", batches.next()).await.unwrap().iter().map(|r| r.position));
+    }
+    assert_eq!(seen, [1, 2, 3, 4]);
+}

@@ -379,58 +379,33 @@ impl Projector {
     /// Follows the log until `shutdown` resolves, resuming after log errors with a backoff.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(100);
+        let from = match self.store().checkpoint() {
+            Ok(c) => c + 1,
+            Err(error) => {
+                tracing::error!(%error, "projector cannot read its checkpoint; stopping");
+                return;
+            }
+        };
+        let mut batches = rectify_eventlog::follow(self.log.clone(), from, BATCH, "projector");
         loop {
-            let from = match self.store().checkpoint() {
-                Ok(c) => c + 1,
-                Err(error) => {
-                    tracing::error!(%error, "projector cannot read its checkpoint; stopping");
+            let records = tokio::select! {
+                _ = &mut shutdown => {
+                    let _ = self.store().flush().await;
                     return;
                 }
+                Some(records) = batches.next() => records,
             };
-            let mut tail = self.log.tail(from).ready_chunks(BATCH);
-            loop {
-                let batch = tokio::select! {
-                    _ = &mut shutdown => {
-                        let _ = self.store().flush().await;
-                        return;
-                    }
-                    batch = tail.next() => batch,
-                };
-                let Some(items) = batch else { break };
-                let mut records = Vec::with_capacity(items.len());
-                let mut failure = None;
-                for item in items {
-                    match item {
-                        Ok(r) => records.push(r),
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
-                    }
+            match blocking(|| self.apply(&records)) {
+                Ok(Some(applied)) => {
+                    let notice = serde_json::to_vec(&*applied).expect("changes serialize");
+                    self.log.announce_views_changed(notice).await;
                 }
-                match blocking(|| self.apply(&records)) {
-                    Ok(Some(applied)) => {
-                        let notice = serde_json::to_vec(&*applied).expect("changes serialize");
-                        self.log.announce_views_changed(notice).await;
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        tracing::error!(%error, "projector cannot write its views; stopping");
-                        return;
-                    }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::error!(%error, "projector cannot write its views; stopping");
+                    return;
                 }
-                if let Some(error) = failure {
-                    tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "projector lost the log; resuming");
-                    break;
-                }
-                backoff = Duration::from_millis(100);
             }
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 }

@@ -160,52 +160,23 @@ impl Audit {
     /// Follows the log into the index until `shutdown` resolves.
     pub async fn follow(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut backoff = Duration::from_millis(100);
+        let mut batches = rectify_eventlog::follow(self.log.clone(), self.size() + 1, 1024, "audit index");
         loop {
-            let mut tail = self.log.tail(self.size() + 1).ready_chunks(1024);
-            loop {
-                let chunk = tokio::select! {
-                    _ = &mut shutdown => return,
-                    chunk = tail.next() => chunk,
-                };
-                let Some(items) = chunk else { break };
-                let mut failed = false;
-                {
-                    let mut index = self.index.write().expect("index lock");
-                    for item in items {
-                        match item {
-                            Ok(record) => {
-                                let size = index.tree.size();
-                                if record.position <= size {
-                                    continue;
-                                }
-                                // Only a damaged log has gaps; keep leaf numbers equal to positions.
-                                for _ in size + 1..record.position {
-                                    index.tree.push([0; 32]);
-                                }
-                                index.tree.push(commit_leaf(record.position, &record.commit));
-                            }
-                            Err(error) => {
-                                tracing::warn!(%error, "audit index lost the log; resuming");
-                                failed = true;
-                                break;
-                            }
-                        }
-                    }
-                    let Index { tree, chunk_file, .. } = &mut *index;
-                    chunk_file.record(tree);
-                    self.size.send_replace(tree.size());
-                }
-                if failed {
-                    break;
-                }
-                backoff = Duration::from_millis(100);
-            }
-            tokio::select! {
+            let records = tokio::select! {
                 _ = &mut shutdown => return,
-                _ = tokio::time::sleep(backoff) => {}
+                Some(records) = batches.next() => records,
+            };
+            let mut index = self.index.write().expect("index lock");
+            for record in records {
+                // Only a damaged log has gaps; keep leaf numbers equal to positions.
+                for _ in index.tree.size() + 1..record.position {
+                    index.tree.push([0; 32]);
+                }
+                index.tree.push(commit_leaf(record.position, &record.commit));
             }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let Index { tree, chunk_file, .. } = &mut *index;
+            chunk_file.record(tree);
+            self.size.send_replace(tree.size());
         }
     }
 
