@@ -518,8 +518,7 @@ impl Inner {
                 Some(10071 | 10164) => Published::Conflict,
                 // 10158: the same msg id is being stored (R3); stream not found or no leader: an election.
                 Some(10158 | 10059 | 10008 | 10009) => Published::Retry(e.to_string()),
-                // 10023: the server's JetStream storage is exhausted (its limit, or the disk itself).
-                Some(10023) => Published::Full(e.to_string()),
+                Some(STORE_FULL) => Published::Full(e.to_string()),
                 Some(_) => Published::Failed(e.to_string()),
                 None => match e.kind() {
                     // No responders on the subject: the stream has no leader right now.
@@ -903,15 +902,24 @@ fn read_error<E: StdError + 'static>(what: &str, err: &E) -> ReadError {
     if is_unavailable(err) {
         ReadError::Unavailable(format!("{what}: {err}"))
     } else {
-        ReadError::Failed(format!("{what}: {err}"))
+        ReadError::storage(store_full(err), format!("{what}: {err}"))
     }
 }
 
 fn append_error(err: ReadError) -> AppendError {
     match err {
         ReadError::Unavailable(reason) => AppendError::Unavailable(reason),
+        ReadError::Disk { refusal, reason } => AppendError::Disk { refusal, reason },
         other => AppendError::Failed(other.to_string()),
     }
+}
+
+/// The JetStream API error code for a server whose JetStream storage is exhausted (its limit, or the disk).
+const STORE_FULL: u64 = 10023;
+
+/// [`DiskRefusal::Full`] when `err` is the server's storage being exhausted.
+fn store_full(err: &(dyn StdError + 'static)) -> Option<DiskRefusal> {
+    jetstream_code(err).is_some_and(|code| code.0 == STORE_FULL).then_some(DiskRefusal::Full)
 }
 
 /// Command ids appended by this process, oldest forgotten first.

@@ -5,6 +5,7 @@
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use rectify_domain::audit::AuditRecord;
 use rectify_domain::values::{Sector, Severity, Source};
 use rectify_domain::{
     Actor, AggregateId, AggregateKind, Command, CommandContext, Commit, RegionCode, Role, State, execute,
@@ -183,6 +184,13 @@ async fn a_server_out_of_storage_refuses_appends_as_a_full_disk() {
     let last = acked.last().expect("some appends fit");
     assert_eq!(within("head", log.head()).await.unwrap(), last.position, "nothing of the refused commit");
     assert_eq!(within("read", log.read_stream(&last.id)).await.unwrap().len(), 1, "the last acknowledged one is there");
+    // Reads go on; the audit store (on the same server) refuses as a full disk too.
+    let all = within("read_from", log.read_from(1, acked.len())).await.unwrap();
+    assert_eq!(all.len(), acked.len());
+    let key = rectify_domain::audit::SigningKey::from_bytes(&[5; 32]);
+    let seal = rectify_domain::audit::Seal::sign(&key, Utc::now(), Vec::new());
+    let refused = within("append_audit", log.append_audit(&AuditRecord::Seal(seal))).await.unwrap_err();
+    assert!(matches!(refused, AppendError::Disk { refusal: DiskRefusal::Full, .. }), "{refused:?}");
 }
 
 /// nats-server 2.9.10 enforces `Nats-Expected-Last-Subject-Sequence: 0` (the subject must be empty).

@@ -8,7 +8,8 @@
 //!   (audit records are few: one seal per few milliseconds of writes).
 
 use super::{
-    Inner, JetStreamConfig, JetStreamError, differences, is_unavailable, placement_pending, read_error, stream_config,
+    Inner, JetStreamConfig, JetStreamError, differences, is_unavailable, placement_pending, read_error, store_full,
+    stream_config,
 };
 use crate::{AppendError, AuditEntry, ReadError};
 use async_nats::jetstream::message::PublishMessage;
@@ -93,7 +94,7 @@ impl Inner {
             let error = match tokio::time::timeout_at(deadline, publish).await {
                 Err(_) => return Err(AppendError::Unavailable(self.unavailable("appending an audit record"))),
                 Ok(Ok(ack)) => return Ok(ack.sequence),
-                Ok(Err(e)) if !is_unavailable(&e) => return Err(AppendError::Failed(e.to_string())),
+                Ok(Err(e)) if !is_unavailable(&e) => return Err(AppendError::storage(store_full(&e), e.to_string())),
                 Ok(Err(e)) => e,
             };
             if tokio::time::Instant::now() + pause >= deadline {
