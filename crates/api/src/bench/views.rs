@@ -3,7 +3,8 @@
 //!
 //! - 6: cold load of one aggregate for a command (`Pipeline::load`: the views' state checked against the
 //!   log's stream head, else its stream read and folded) after reopening the log and the views, with N/100
-//!   events in the log and then with N: the cost must not grow with the log;
+//!   events in the log (a copy of the log kept when it held that many) beside N: the cost must not grow
+//!   with the log;
 //! - 3: a projector rebuild of the N events into fresh views, against an ordered replay of the stored
 //!   bytes into sled batches of the projector's size;
 //! - 7: peak RSS (VmHWM) of the real `rectify serve` on that data dir once ready and queried, restarted
@@ -98,63 +99,98 @@ impl Builder {
     }
 }
 
+/// Copies directory `from` (a closed sled database) into `to`.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let into = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &into)?;
+        } else {
+            std::fs::copy(entry.path(), into)?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens the log of `dir` (a handle closed just before may still hold sled's lock for a moment:
 /// `EmbeddedLog::open` waits for it).
 fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
     Ok(EmbeddedLog::open(dir)?)
 }
 
-/// Mean time of the pipeline's load of one aggregate for a command (the views' state when they include the
-/// stream's last commit, else the stream read and folded) over `samples` distinct problems picked at random
-/// from `problems`, with the views of `views` caught up and then the log and the views freshly opened (no
-/// sled cache of their own yet). Returns the first pass (nothing cached) and the median of five more over the
-/// same problems (their pages cached: what is left is the lookup itself; a pass takes a few milliseconds, so
-/// one alone moves with any hiccup of the machine).
-async fn cold_loads(
-    log_dir: &Path,
-    views: &Path,
-    problems: &[AggregateId],
-    samples: usize,
-) -> anyhow::Result<(Duration, Duration)> {
-    let open = || async {
-        let log = open_log(log_dir)?;
-        let (store, _) = Generations::new(views).open_current()?;
-        let (projector, handle) = Projector::new(Arc::new(log.clone()), store.clone())?;
-        anyhow::Ok((log, store, projector, handle))
-    };
-    let (log, store, projector, _) = open().await?;
-    projector.catch_up().await?;
-    store.flush().await?;
-    drop((projector, store));
-    log.close().await;
+/// The pipeline's load of one aggregate for a command (the views' state when they include the stream's last
+/// commit, else the stream read and folded), over a log and its views.
+struct Loads {
+    log: EmbeddedLog,
+    pipeline: crate::pipeline::Pipeline,
+    /// Distinct problems (a repeat would find its pages cached), picked at random.
+    picks: Vec<AggregateId>,
+}
 
-    let (log, store, projector, views) = open().await?;
-    drop(projector);
-    let pipeline = crate::pipeline::Pipeline::new(Arc::new(log.clone()), views);
-    // Distinct problems (a repeat would find its pages cached), picked by a seeded shuffle.
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut order: Vec<usize> = (0..problems.len()).collect();
-    for i in (1..order.len()).rev() {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        order.swap(i, (seed % (i as u64 + 1)) as usize);
+impl Loads {
+    /// Catches the views of `views` up with the log of `log_dir`, then opens both again (no sled cache of
+    /// their own yet) under a pipeline, and picks `samples` of `problems` by a seeded shuffle.
+    async fn open(log_dir: &Path, views: &Path, problems: &[AggregateId], samples: usize) -> anyhow::Result<Loads> {
+        let open = || async {
+            let log = open_log(log_dir)?;
+            let (store, _) = Generations::new(views).open_current()?;
+            let (projector, handle) = Projector::new(Arc::new(log.clone()), store.clone())?;
+            anyhow::Ok((log, store, projector, handle))
+        };
+        let (log, store, projector, _) = open().await?;
+        projector.catch_up().await?;
+        store.flush().await?;
+        drop((projector, store));
+        log.close().await;
+
+        let (log, _, projector, views) = open().await?;
+        drop(projector);
+        let pipeline = crate::pipeline::Pipeline::new(Arc::new(log.clone()), views);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut order: Vec<usize> = (0..problems.len()).collect();
+        for i in (1..order.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            order.swap(i, (seed % (i as u64 + 1)) as usize);
+        }
+        let picks = order.iter().take(samples).map(|&i| problems[i].clone()).collect();
+        Ok(Loads { log, pipeline, picks })
     }
-    let picks: Vec<&AggregateId> = order.iter().take(samples).map(|&i| &problems[i]).collect();
-    let mut passes = [Duration::ZERO; 6];
-    for pass in &mut passes {
+
+    /// The mean time of one load, over the picks.
+    async fn pass(&self) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        for id in &picks {
-            let (state, _) = pipeline.load(id).await.map_err(|e| anyhow::anyhow!("loading {id}: {e}"))?;
+        for id in &self.picks {
+            let (state, _) = self.pipeline.load(id).await.map_err(|e| anyhow::anyhow!("loading {id}: {e}"))?;
             anyhow::ensure!(state.version > 0, "{id} has no events");
         }
-        *pass = started.elapsed() / picks.len().max(1) as u32;
+        Ok(started.elapsed() / self.picks.len().max(1) as u32)
     }
-    drop((pipeline, store));
-    log.close().await;
-    let mut warm = passes[1..].to_vec();
-    warm.sort();
-    Ok((passes[0], warm[warm.len() / 2]))
+
+    async fn close(self) {
+        drop(self.pipeline);
+        self.log.close().await;
+    }
+}
+
+/// Workload 6 on a small and a large log: the first pass over freshly opened logs and views (nothing
+/// cached), then the median of five more over the same problems (their pages cached: what is left is the
+/// lookup itself), small and large alternating so that a machine whose speed drifts does not favour one
+/// (a pass takes a few milliseconds).
+async fn cold_loads(small: &Loads, large: &Loads) -> anyhow::Result<[(Duration, Duration); 2]> {
+    let first = [small.pass().await?, large.pass().await?];
+    let mut warm = [Vec::new(), Vec::new()];
+    for _ in 0..5 {
+        warm[0].push(small.pass().await?);
+        warm[1].push(large.pass().await?);
+    }
+    Ok([0, 1].map(|i| {
+        warm[i].sort();
+        (first[i], warm[i][warm[i].len() / 2])
+    }))
 }
 
 /// Peak RSS in MB of `rectify serve` on `data_dir` after it is ready, has indexed `head` commits for audit
@@ -246,10 +282,12 @@ pub async fn run(
     builder.fill(&log, small, &ticker.count).await?;
     ticker.finish();
     log.close().await;
-    let small_views = bench.dir.join("w6-small-views");
-    let small_load =
-        if cold { Some(cold_loads(&log_dir, &small_views, &builder.problems, samples).await?) } else { None };
-    let _ = std::fs::remove_dir_all(&small_views);
+    // Workload 6 compares this log with the large one it grows into: keep a copy.
+    let small_dir = bench.dir.join("w6-small");
+    let small_problems = builder.problems.len();
+    if cold {
+        copy_dir(&log_dir, &small_dir.join("log"))?;
+    }
 
     let log = open_log(&log_dir)?;
     let ticker = bench.ticker(&format!("building a log of {total} events"), total);
@@ -308,8 +346,15 @@ pub async fn run(
         log.close().await;
     }
 
-    if let Some((small_cold, small_warm)) = small_load {
-        let (big_cold, big_warm) = cold_loads(&log_dir, &data_dir.join("views"), &builder.problems, samples).await?;
+    if cold {
+        let few =
+            Loads::open(&small_dir.join("log"), &small_dir.join("views"), &builder.problems[..small_problems], samples)
+                .await?;
+        let many = Loads::open(&log_dir, &data_dir.join("views"), &builder.problems, samples).await?;
+        let [(small_cold, small_warm), (big_cold, big_warm)] = cold_loads(&few, &many).await?;
+        few.close().await;
+        many.close().await;
+        let _ = std::fs::remove_dir_all(&small_dir);
         rows.push(Row::new(
             "6a",
             format!(
@@ -323,7 +368,9 @@ pub async fn run(
         ));
         rows.push(Row::new(
             "6b",
-            format!("aggregate load, the same problems again (sled pages cached; median of 5 passes), {events} events in the log"),
+            format!(
+                "aggregate load, the same problems again (sled pages cached; median of 5 passes, alternating with the small log's), {events} events in the log"
+            ),
             big_warm.as_secs_f64() * 1e6,
             "µs",
             format!("the same with {small} events in the log"),
