@@ -478,14 +478,6 @@ struct AuditRequest {
     reply: oneshot::Sender<Result<u64, AppendError>>,
 }
 
-/// Runs `f` off the async worker when the runtime allows it (a multi-threaded one).
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// The single writer: owns the next position and the head publisher.
 struct Writer {
     tree: sled::Tree,
@@ -555,8 +547,8 @@ impl Writer {
         let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next;
-        // Deciding and writing are synchronous sled work: keep the worker's other tasks moving meanwhile.
-        let (mut answers, written, mut audit_answers) = blocking(|| {
+        // Deciding and writing are synchronous sled work: a large batch must not hold up the worker's other tasks.
+        let (mut answers, written, mut audit_answers) = crate::storage_work(requests.len() + audits.len(), || {
             let answers: Vec<_> =
                 requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
             let written = if next > self.next { Some(self.tree.apply_batch(batch)) } else { None };

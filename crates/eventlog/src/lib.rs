@@ -21,6 +21,22 @@ use futures::stream::BoxStream;
 use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};
 
+/// Up to this many records, [`storage_work`] runs in place.
+const INLINE_RECORDS: usize = 4;
+
+/// Runs synchronous storage work (sled reads and writes, a fold) on `records` records from an async task.
+/// Work on a few records runs in place: handing the worker thread's other tasks to another thread, as
+/// `block_in_place` does, costs more than it. Longer work runs in `block_in_place` on a multi-threaded
+/// runtime, so that the worker's other tasks (HTTP requests) do not wait behind a whole batch.
+pub fn storage_work<T>(records: usize, f: impl FnOnce() -> T) -> T {
+    let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+    if records > INLINE_RECORDS && matches!(flavor, Ok(tokio::runtime::RuntimeFlavor::MultiThread)) {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// The NATS subject that view changes are announced on.
 pub const VIEWS_CHANGED: &str = "rectify.views.changed";
 

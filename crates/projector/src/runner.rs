@@ -110,15 +110,6 @@ impl ViewRead for Cached<'_> {
     }
 }
 
-/// Runs `f` (sled reads and writes, the fold) without holding up the other tasks of this worker thread:
-/// HTTP requests waiting behind a batch would see its whole duration as latency.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// What one applied batch changed: the new checkpoint, the ledger rows and the counter rows touched.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Applied {
@@ -395,7 +386,7 @@ impl Projector {
                 }
                 Some(records) = batches.next() => records,
             };
-            match blocking(|| self.apply(&records)) {
+            match rectify_eventlog::storage_work(records.len(), || self.apply(&records)) {
                 Ok(Some(applied)) => {
                     let notice = serde_json::to_vec(&*applied).expect("changes serialize");
                     self.log.announce_views_changed(notice).await;
