@@ -19,6 +19,17 @@ struct Follow {
     pause: Option<Duration>,
 }
 
+impl Follow {
+    /// Drops the tail, to open it again after a pause (longer than the last one, if any).
+    fn reopen(&mut self, error: Option<ReadError>, who: &str) {
+        let pause = self.pause.map_or(FIRST_PAUSE, |p| (p * 2).min(LONGEST_PAUSE));
+        if let Some(error) = error {
+            tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "{who} lost the log; resuming");
+        }
+        (self.tail, self.pause) = (None, Some(pause));
+    }
+}
+
 /// The records of `log` from position `from` on, in batches of at most `max` (what the tail has ready at
 /// once). Where the tail fails, the failure is logged as `who` losing the log, and the tail is opened again
 /// after the last record yielded, after a pause that doubles from 100 ms to 5 s while failures repeat.
@@ -37,14 +48,17 @@ pub fn follow(log: Arc<dyn EventLog>, from: u64, max: usize, who: &'static str) 
                 }
             };
             // A tail that ends (a closed log) is opened again like a failed one.
-            let items = tail.next().await.unwrap_or_default();
+            let Some(items) = tail.next().await else {
+                s.reopen(None, who);
+                continue;
+            };
             let mut records = Vec::with_capacity(items.len());
-            let mut failure = items.is_empty().then_some(None);
+            let mut error = None;
             for item in items {
                 match item {
                     Ok(record) => records.push(record),
-                    Err(error) => {
-                        failure = Some(Some(error));
+                    Err(e) => {
+                        error = Some(e);
                         break;
                     }
                 }
@@ -52,14 +66,8 @@ pub fn follow(log: Arc<dyn EventLog>, from: u64, max: usize, who: &'static str) 
             if let Some(last) = records.last() {
                 s.next = last.position + 1;
             }
-            match failure {
-                Some(error) => {
-                    let pause = s.pause.map_or(FIRST_PAUSE, |p| (p * 2).min(LONGEST_PAUSE));
-                    if let Some(error) = error {
-                        tracing::warn!(%error, retry_in_ms = pause.as_millis() as u64, "{who} lost the log; resuming");
-                    }
-                    (s.tail, s.pause) = (None, Some(pause));
-                }
+            match error {
+                Some(error) => s.reopen(Some(error), who),
                 None => s.pause = None,
             }
             if !records.is_empty() {
