@@ -17,6 +17,11 @@ const MIN: u64 = 1 << 20;
 /// …and at most this many.
 const MAX: u64 = 256 << 20;
 
+/// The reserve on a file system of `total` bytes.
+fn bytes_for(total: u64) -> u64 {
+    (total / SHARE).clamp(MIN, MAX)
+}
+
 /// The reserve of one log directory's file system.
 pub(super) struct Reserve {
     dir: PathBuf,
@@ -26,8 +31,7 @@ pub(super) struct Reserve {
 impl Reserve {
     /// The reserve for `dir`'s file system; none if its size cannot be read.
     pub(super) fn of(dir: &Path) -> Reserve {
-        let bytes = fs2::total_space(dir).map_or(0, |total| (total / SHARE).clamp(MIN, MAX));
-        Reserve { dir: dir.to_owned(), bytes }
+        Reserve { dir: dir.to_owned(), bytes: fs2::total_space(dir).map_or(0, bytes_for) }
     }
 
     /// The refusal of new commands, while less than the reserve is free. (A failed reading refuses nothing:
@@ -61,9 +65,13 @@ mod tests {
     }
 
     #[test]
-    fn the_reserve_is_a_share_of_the_disk_within_bounds() {
+    fn the_reserve_is_a_fiftieth_of_the_disk_from_1_mib_to_256_mib() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(bytes_for(6 * MIB), MIB, "a small disk keeps 1 MiB");
+        assert_eq!(bytes_for(1000 * MIB), 20 * MIB);
+        assert_eq!(bytes_for(100 << 30), 256 * MIB, "a large disk keeps at most 256 MiB");
         let dir = tempfile::tempdir().unwrap();
-        let reserve = Reserve::of(dir.path());
-        assert!((MIN..=MAX).contains(&reserve.bytes), "{}", reserve.bytes);
+        let total = fs2::total_space(dir.path()).unwrap();
+        assert_eq!(Reserve::of(dir.path()).bytes, bytes_for(total));
     }
 }
