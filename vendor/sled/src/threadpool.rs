@@ -68,7 +68,8 @@ impl Queue {
         // with the notify below.
         drop(queue);
 
-        self.cv.notify_all();
+        // One task, one thread: waking every idle thread (upstream) made them all race for it.
+        self.cv.notify_one();
 
         len
     }
