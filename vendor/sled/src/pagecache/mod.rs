@@ -759,7 +759,16 @@ impl PageCache {
     /// Flushes any pending IO buffers to disk to ensure durability.
     /// Returns the number of bytes written during this call.
     pub(crate) fn flush(&self) -> Result<usize> {
-        self.log.flush()
+        let written = self.log.flush()?;
+        // Rectify's change: buffers are written with `sync_file_range`,
+        // which flushes neither the disk's write cache nor the metadata of
+        // a file that grew, so a power loss could take back a flush that
+        // returned (sled issue #1452). `fdatasync` makes the promise of
+        // `Tree::flush` true.
+        if !self.config.temporary {
+            self.config.file.sync_data()?;
+        }
+        Ok(written)
     }
 
     /// Create a new page, trying to reuse old freed pages if possible
