@@ -23,7 +23,9 @@
 //! request (up to [`MAX_BATCH`] or [`MAX_BATCH_BYTES`]), decides each one against the stored stream heads
 //! and idempotency keys *and* against the requests decided earlier in the same batch, writes the accepted
 //! ones in one atomic batch, flushes once, publishes the new head and only then answers. So an `Ok` is
-//! durable, and one fsync is paid per batch instead of per append.
+//! durable, and one fsync is paid per batch instead of per append. While a batch's flush waits for the disk,
+//! the writer decides and writes the next one (at most [`FLUSHES_IN_FLIGHT`] wait): a flush covers every
+//! batch written before it, and batches are answered in order.
 //!
 //! Readers never see past the published (flushed) head: a projector cannot act on a commit that a crash
 //! could still take back.
@@ -53,6 +55,9 @@ const TREE: &str = "rectify_events";
 pub const MAX_BATCH: usize = 1024;
 /// A batch stops growing once its commits hold this many bytes, so a burst of large commits stays bounded.
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
+/// Batches written and waiting for their flush at most: the writer decides and writes the next batch while
+/// the last one's flush waits for the disk.
+const FLUSHES_IN_FLIGHT: usize = 2;
 /// Appends waiting for the writer before `append` itself waits (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
 /// Bytes of sled's page cache.
@@ -499,45 +504,77 @@ struct Pending {
     commands: HashMap<String, Mark>,
 }
 
+/// A batch written to the tree, waiting for the flush that makes it durable before it is answered.
+struct Applied {
+    requests: Vec<AppendRequest>,
+    answers: Vec<Result<Appended, AppendError>>,
+    audits: Vec<AuditRequest>,
+    audit_answers: Vec<Result<u64, AppendError>>,
+    /// The positions after this batch (log and audit store).
+    next: u64,
+    audit_next: u64,
+}
+
+/// An applied batch and the outcome of its flush (`None`: it wrote nothing and needs none).
+type Flushing = futures::future::BoxFuture<'static, (Applied, Option<sled::Result<usize>>)>;
+
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
-        let mut audits = Vec::new();
-        while let Some(first) = queue.recv().await {
-            let mut close = None;
-            let mut bytes = 0;
-            let mut request = Some(first);
-            while let Some(r) = request.take() {
-                match r {
-                    Request::Close(ack) => close = Some(ack),
-                    Request::Append(a) => {
-                        bytes += a.bytes.len();
-                        batch.push(a);
+        // Batches whose flush runs, oldest first. The next batch is decided and written while the previous
+        // one's flush waits for the disk, so a burst does not queue behind a whole disk round trip; a flush
+        // covers every batch written before it, and batches are answered in order.
+        let mut flushing: futures::stream::FuturesOrdered<Flushing> = futures::stream::FuturesOrdered::new();
+        let mut close = None;
+        loop {
+            tokio::select! {
+                biased;
+                Some((applied, flushed)) = flushing.next(), if !flushing.is_empty() => self.answer(applied, flushed),
+                request = queue.recv(), if close.is_none() && flushing.len() < FLUSHES_IN_FLIGHT => {
+                    let Some(first) = request else { break };
+                    let (mut batch, mut audits, mut bytes) = (Vec::new(), Vec::new(), 0);
+                    let mut request = Some(first);
+                    while let Some(r) = request.take() {
+                        match r {
+                            Request::Close(ack) => close = Some(ack),
+                            Request::Append(a) => {
+                                bytes += a.bytes.len();
+                                batch.push(a);
+                            }
+                            Request::Audit(a) => {
+                                bytes += a.bytes.len();
+                                audits.push(a);
+                            }
+                        }
+                        if close.is_none() && batch.len() + audits.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+                            request = queue.try_recv().ok();
+                        }
                     }
-                    Request::Audit(a) => {
-                        bytes += a.bytes.len();
-                        audits.push(a);
+                    if !batch.is_empty() || !audits.is_empty() {
+                        let behind = !flushing.is_empty();
+                        flushing.push_back(self.write(batch, audits, behind));
                     }
                 }
-                if close.is_none() && batch.len() + audits.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-                    request = queue.try_recv().ok();
-                }
+                else => break,
             }
-            if !batch.is_empty() || !audits.is_empty() {
-                self.commit(&mut batch, &mut audits).await;
+            if close.is_some() && flushing.is_empty() {
+                break;
             }
-            if let Some(ack) = close {
-                // Requests still queued are dropped with `queue`: their callers see `Unavailable`.
-                drop(queue);
-                drop(self);
-                let _ = ack.send(());
-                return;
-            }
+        }
+        while let Some((applied, flushed)) = flushing.next().await {
+            self.answer(applied, flushed);
+        }
+        // Requests still queued are dropped with `queue`: their callers see `Unavailable`.
+        drop(queue);
+        drop(self);
+        if let Some(ack) = close {
+            let _ = ack.send(());
         }
     }
 
-    /// Decides, writes, flushes and answers one batch of appends and audit records.
-    async fn commit(&mut self, requests: &mut Vec<AppendRequest>, audits: &mut Vec<AuditRequest>) {
+    /// Decides and writes one batch of appends and audit records, and starts its flush. `behind`: an earlier
+    /// batch's flush is still running, so even a batch that wrote nothing (a duplicate may point into the
+    /// earlier batch) is answered after a flush of its own.
+    fn write(&mut self, mut requests: Vec<AppendRequest>, mut audits: Vec<AuditRequest>, behind: bool) -> Flushing {
         // Commands only; audit records seal commits already acknowledged, and may use the reserve.
         if let Some(refusal) = requests.first().and_then(|_| self.reserve.refusal()) {
             for request in requests.drain(..) {
@@ -548,11 +585,11 @@ impl Writer {
         let mut pending = Pending::default();
         let mut next = self.next;
         // Deciding and writing are synchronous sled work: a large batch must not hold up the worker's other tasks.
-        let (mut answers, written, mut audit_answers) = crate::storage_work(requests.len() + audits.len(), || {
+        let (mut answers, written, audit_answers) = crate::storage_work(requests.len() + audits.len(), || {
             let answers: Vec<_> =
                 requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
             let written = if next > self.next { Some(self.tree.apply_batch(batch)) } else { None };
-            (answers, written, self.write_audits(audits))
+            (answers, written, self.write_audits(&mut audits))
         });
         let wrote = written.is_some() || !audits.is_empty();
 
@@ -564,31 +601,40 @@ impl Writer {
         }
         self.next = next;
 
-        if wrote || self.unflushed {
+        let applied = Applied { requests, answers, audits, audit_answers, next, audit_next: self.audit_next };
+        if wrote || self.unflushed || behind {
             // One flush for the whole database: the commits and the audit records of this batch.
-            match self.tree.flush_async().await {
-                Ok(_) => {
-                    self.unflushed = false;
-                    self.head.send_replace(self.next - 1);
-                    self.audit.published.store(self.audit_next - 1, std::sync::atomic::Ordering::Release);
-                }
-                Err(e) => {
-                    // The batch is in the tree but not known to be on disk: answer no success, publish no
-                    // head. The next successful flush makes it durable and publishes it.
-                    tracing::error!(error = %e, appends = requests.len(), "embedded event log: flush failed");
-                    self.unflushed = true;
-                    let failure = storage_write("flush (durability unknown)", &e);
-                    answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
-                    audit_answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
-                }
+            let tree = self.tree.clone();
+            Box::pin(async move { (applied, Some(tree.flush_async().await)) })
+        } else {
+            Box::pin(std::future::ready((applied, None)))
+        }
+    }
+
+    /// Publishes what a flush made durable and answers the batch.
+    fn answer(&mut self, mut applied: Applied, flushed: Option<sled::Result<usize>>) {
+        match flushed {
+            None => {}
+            Some(Ok(_)) => {
+                self.unflushed = false;
+                self.head.send_replace(applied.next - 1);
+                self.audit.published.store(applied.audit_next - 1, std::sync::atomic::Ordering::Release);
+            }
+            Some(Err(e)) => {
+                // The batch is in the tree but not known to be on disk: answer no success, publish no head.
+                // The next successful flush makes it durable and publishes it.
+                tracing::error!(error = %e, appends = applied.requests.len(), "embedded event log: flush failed");
+                self.unflushed = true;
+                let failure = storage_write("flush (durability unknown)", &e);
+                applied.answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
+                applied.audit_answers.iter_mut().filter(|a| a.is_ok()).for_each(|a| *a = Err(failure.clone()));
             }
         }
-
-        for (request, answer) in requests.drain(..).zip(answers) {
+        for (request, answer) in applied.requests.into_iter().zip(applied.answers) {
             // The caller may have given up waiting; the answer stays on the log for its retry.
             let _ = request.reply.send(answer);
         }
-        for (request, answer) in audits.drain(..).zip(audit_answers) {
+        for (request, answer) in applied.audits.into_iter().zip(applied.audit_answers) {
             let _ = request.reply.send(answer);
         }
     }
