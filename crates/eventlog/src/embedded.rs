@@ -520,9 +520,7 @@ type Flushing = futures::future::BoxFuture<'static, (Applied, Option<sled::Resul
 
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
-        // Batches whose flush runs, oldest first. The next batch is decided and written while the previous
-        // one's flush waits for the disk, so a burst does not queue behind a whole disk round trip; a flush
-        // covers every batch written before it, and batches are answered in order.
+        // Written batches whose flush runs, oldest first (see the module's "Group commit").
         let mut flushing: futures::stream::FuturesOrdered<Flushing> = futures::stream::FuturesOrdered::new();
         let mut close = None;
         loop {
