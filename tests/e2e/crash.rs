@@ -145,6 +145,40 @@ async fn views_are_rebuilt_beside_the_old_ones_on_request() {
     }
 }
 
+/// A power loss while the views were open (their `OPEN` file names an earlier boot): the views, which are
+/// written to the page cache only, are not trusted; the service starts an empty generation and folds the whole
+/// log into it. A clean stop leaves nothing to distrust.
+#[tokio::test]
+async fn views_open_when_the_machine_went_down_are_built_again_from_the_log() {
+    let mut app = App::start();
+    let token = app.token("county_bureau", Some(COUNTY), None);
+    let mut last = json!(null);
+    for _ in 0..20 {
+        last = send(&app, Method::POST, "/api/v1/problems", Some(&token), Some(report_body(COUNTY, GRID)), &[])
+            .await
+            .expect(201);
+    }
+    let pos = last["position"].as_u64().unwrap();
+    let summary = format!("/api/v1/stats/summary?wait_for={pos}");
+    send(&app, Method::GET, &summary, Some(&token), None, &[]).await.expect(200);
+    let data_dir = app.data_dir.clone();
+    let open = data_dir.join("views/OPEN");
+    app.terminate();
+    assert!(!open.exists(), "a clean stop leaves the views marked open");
+
+    let _keep = std::mem::replace(&mut app, App::spawn(data_dir.clone(), None, &[]));
+    send(&app, Method::GET, &summary, Some(&token), None, &[]).await.expect(200);
+    app.kill();
+    assert!(open.exists(), "a killed service leaves its views marked open");
+    std::fs::write(&open, "an-earlier-boot\n").unwrap();
+
+    let _keep = std::mem::replace(&mut app, App::spawn(data_dir.clone(), None, &[]));
+    let after = send(&app, Method::GET, &summary, Some(&token), None, &[]).await.expect(200);
+    assert_eq!(after["found"], 20);
+    assert_eq!(std::fs::read_to_string(data_dir.join("views/CURRENT")).unwrap().trim(), "2");
+    assert!(!data_dir.join("views/gen-1").exists());
+}
+
 /// `rectify rebuild --check` on a data dir whose views were altered behind the projector's back: it fails and
 /// names the row, and leaves the views as they were.
 #[tokio::test]

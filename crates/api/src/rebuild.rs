@@ -56,7 +56,7 @@ pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome
                 break;
             }
         }
-        drop((next, projector));
+        drop((next, projector, current));
         generations.remove_others(generation)?;
     } else {
         next.flush().await?;
@@ -64,5 +64,6 @@ pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome
         generations.switch(generation + 1)?;
         generations.remove_others(generation + 1)?;
     }
+    generations.close()?;
     Ok(Outcome { position, entries, first_difference })
 }

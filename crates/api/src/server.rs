@@ -142,6 +142,7 @@ impl Service {
         let stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let written = views.clone();
         let watcher = Watcher { pipeline, views, clock: settings.clock.clone(), root, sweeps };
         let follow = stopped(stop_rx.clone());
         let projector_task = async move {
@@ -151,7 +152,15 @@ impl Service {
                     tracing::error!(error = format!("{error:#}"), "rebuilding the views failed; serving the old ones");
                 }
             }
-            projector.run(follow).await
+            projector.run(follow).await;
+            // Nothing writes the views any more: once they are on disk, a power loss cannot tear them.
+            let closed = async { anyhow::Ok((written.store().flush().await?, generations.close()?)) };
+            if let Err(error) = closed.await {
+                tracing::error!(
+                    error = format!("{error:#}"),
+                    "closing the views failed; they are built again at start"
+                );
+            }
         };
         let tasks = vec![
             tokio::spawn(projector_task),
