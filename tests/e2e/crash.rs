@@ -111,17 +111,22 @@ async fn sigkill_mid_batch_then_restart_keeps_every_ack_and_views_equal_a_rebuil
     assert!(out.contains("views match a rebuild"), "{out}");
 }
 
+/// Reports `n` problems in the county; the position of the last.
+async fn report_problems(app: &App, token: &str, n: usize) -> u64 {
+    let mut last = json!(null);
+    for _ in 0..n {
+        last = send(app, Method::POST, "/api/v1/problems", Some(token), Some(report_body(COUNTY, GRID)), &[])
+            .await
+            .expect(201);
+    }
+    last["position"].as_u64().unwrap()
+}
+
 #[tokio::test]
 async fn views_are_rebuilt_beside_the_old_ones_on_request() {
     let mut app = App::start();
     let token = app.token("county_bureau", Some(COUNTY), None);
-    let mut last = json!(null);
-    for _ in 0..50 {
-        last = send(&app, Method::POST, "/api/v1/problems", Some(&token), Some(report_body(COUNTY, GRID)), &[])
-            .await
-            .expect(201);
-    }
-    let pos = last["position"].as_u64().unwrap();
+    let pos = report_problems(&app, &token, 50).await;
     let before = send(&app, Method::GET, &format!("/api/v1/stats/summary?wait_for={pos}"), Some(&token), None, &[])
         .await
         .expect(200);
@@ -145,20 +150,14 @@ async fn views_are_rebuilt_beside_the_old_ones_on_request() {
     }
 }
 
-/// A power loss while the views were open (their `OPEN` file names an earlier boot): the views, which are
-/// written to the page cache only, are not trusted; the service starts an empty generation and folds the whole
-/// log into it. A clean stop leaves nothing to distrust.
+/// A power loss while the views were open (their `OPEN` file names an earlier boot): the views, whose writes
+/// do not wait for the disk, are not trusted; the service starts an empty generation and folds the whole log
+/// into it. A clean stop leaves nothing to distrust.
 #[tokio::test]
 async fn views_open_when_the_machine_went_down_are_built_again_from_the_log() {
     let mut app = App::start();
     let token = app.token("county_bureau", Some(COUNTY), None);
-    let mut last = json!(null);
-    for _ in 0..20 {
-        last = send(&app, Method::POST, "/api/v1/problems", Some(&token), Some(report_body(COUNTY, GRID)), &[])
-            .await
-            .expect(201);
-    }
-    let pos = last["position"].as_u64().unwrap();
+    let pos = report_problems(&app, &token, 20).await;
     let summary = format!("/api/v1/stats/summary?wait_for={pos}");
     send(&app, Method::GET, &summary, Some(&token), None, &[]).await.expect(200);
     let data_dir = app.data_dir.clone();
@@ -185,13 +184,7 @@ async fn views_open_when_the_machine_went_down_are_built_again_from_the_log() {
 async fn rebuild_check_names_a_view_row_that_is_not_the_fold_of_the_log() {
     let mut app = App::start();
     let token = app.token("county_bureau", Some(COUNTY), None);
-    let mut last = json!(null);
-    for _ in 0..5 {
-        last = send(&app, Method::POST, "/api/v1/problems", Some(&token), Some(report_body(COUNTY, GRID)), &[])
-            .await
-            .expect(201);
-    }
-    let pos = last["position"].as_u64().unwrap();
+    let pos = report_problems(&app, &token, 5).await;
     send(&app, Method::GET, &format!("/api/v1/stats/summary?wait_for={pos}"), Some(&token), None, &[])
         .await
         .expect(200);

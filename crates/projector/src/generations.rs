@@ -9,10 +9,10 @@
 //! The projector does not wait for the disk: sled writes the views' buffers with `sync_file_range`, which
 //! neither empties the disk's write cache nor keeps the order in which writes reach it, and syncs the file
 //! only every 500 ms. A crash of the process loses nothing (the kernel still holds every write), but a power
-//! loss or a kernel crash can leave the files torn in ways sled cannot always detect. So while views are open, an `OPEN` file holds the
-//! id of the boot that opened them; it is removed after their last flush ([`Generations::close`]). Views
-//! found still open by an earlier boot are not trusted: a new, empty generation replaces them, and the
-//! projector folds the whole log into it.
+//! loss or a kernel crash can leave the files torn in ways sled cannot always detect. So while views are
+//! open, an `OPEN` file holds the id of the boot that opened them; it is removed after their last flush
+//! ([`Generations::close`]). Views found still open by an earlier boot are not trusted: a new, empty
+//! generation replaces them, and the projector folds the whole log into it.
 
 use crate::store::{StoreError, ViewStore};
 use std::io::Write;
