@@ -904,6 +904,14 @@ impl PageCache {
         // transactions with a begin and end message, rather
         // than a single beginning message that needs to
         // be held until we know the final batch LSN.
+        //
+        // Rectify's change: the buffer is rolled before only. The manifest
+        // shares its buffer with the batch's writes, so that a batch costs one
+        // buffer write instead of two (the manifest's alone, then the batch's).
+        // The deadlock the second roll avoided cannot happen: a read during
+        // the batch waits for a buffer only when it pulls a paged-out page, and
+        // `page_out` keeps every page whose newest update is not yet stable,
+        // which every page the batch wrote is until the batch is sealed.
         self.log.roll_iobuf()?;
 
         let batch_res = self.log.reserve(
@@ -911,13 +919,6 @@ impl PageCache {
             BATCH_MANIFEST_PID,
             &BatchManifest::default(),
             guard,
-        )?;
-
-        iobuf::maybe_seal_and_write_iobuf(
-            &self.log.iobufs,
-            &batch_res.iobuf,
-            batch_res.iobuf.get_header(),
-            false,
         )?;
 
         Ok(RecoveryGuard { batch_res })
@@ -1943,6 +1944,15 @@ impl PageCache {
                 if let Some(page_view) = self.inner.get(pid, guard) {
                     if page_view.is_free() {
                         // don't page-out Freed suckas
+                        break;
+                    }
+                    // Rectify's change: a page with an update not yet stable
+                    // stays in memory (see `pin_log`): reading it back would
+                    // wait for a buffer that an open batch may hold back.
+                    let stable = self.log.stable_offset();
+                    if page_view.cache_infos.iter().any(|ci| {
+                        ci.lsn + Lsn::try_from(ci.log_size).unwrap() > stable
+                    }) {
                         break;
                     }
                     let new_page = Owned::new(Page {
