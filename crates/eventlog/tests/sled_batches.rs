@@ -35,10 +35,10 @@ fn batches_under_a_tiny_cache_neither_hang_nor_tear() {
                 let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) {
                     db.get(((n.wrapping_mul(7919) + r) % KEYS).to_be_bytes()).unwrap();
-                    if n % 500 == 0 {
+                    if n.is_multiple_of(500) {
                         db.range(0u32.to_be_bytes()..100u32.to_be_bytes()).for_each(|kv| drop(kv.unwrap()));
                     }
-                    if n % 2_000 == 0 {
+                    if n.is_multiple_of(2_000) {
                         db.flush().unwrap();
                     }
                     n += 1;
@@ -61,7 +61,7 @@ fn batches_under_a_tiny_cache_neither_hang_nor_tear() {
                 }
                 batch.insert(b"round", &round.to_be_bytes());
                 db.apply_batch(batch).unwrap();
-                if round % 10 == 0 {
+                if round.is_multiple_of(10) {
                     db.flush().unwrap();
                 }
                 done.send(round).unwrap();
