@@ -20,8 +20,13 @@ pub struct Outcome {
 
 /// Rebuilds the views of `settings.data_dir`. With `check`, compares and leaves everything as it was.
 pub async fn rebuild(settings: &Settings, check: bool) -> anyhow::Result<Outcome> {
-    let log = open_log(settings).await?;
     let generations = Generations::new(settings.data_dir.join("views"));
+    if check && generations.left_open_by_an_earlier_boot()? {
+        // Opening them would replace them: a check changes nothing and says so.
+        let reason = "they were open when the machine went down, so they are not trusted (`serve` builds them again)";
+        return Ok(Outcome { position: 0, entries: 0, first_difference: Some(reason.into()) });
+    }
+    let log = open_log(settings).await?;
     let (current, generation) =
         generations.open_current().context("opening the current views (is the service still running?)")?;
     // A check compares at the current views' position; a rebuild goes to the head.

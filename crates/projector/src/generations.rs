@@ -93,6 +93,12 @@ impl Generations {
         std::fs::File::open(&self.root)?.sync_all()
     }
 
+    /// Whether the views were left open by an earlier boot, so that [`Generations::open_current`] will
+    /// replace them (a check reports it instead of opening them).
+    pub fn left_open_by_an_earlier_boot(&self) -> std::io::Result<bool> {
+        self.left_open_by_another_boot(boot_id().as_deref())
+    }
+
     fn left_open_by_another_boot(&self, boot: Option<&str>) -> std::io::Result<bool> {
         match std::fs::read_to_string(self.root.join(OPEN)) {
             Ok(opened_in) => Ok(boot != Some(opened_in.trim())),
