@@ -1,31 +1,19 @@
-//! The embedded backend: one sled tree on local disk, written by a single task with group commit.
+//! The embedded backend: one append-only file on local disk, written by a single task with group commit.
 //!
-//! # Key layout
-//!
-//! Everything lives in one tree, so that the single `apply_batch` of an append covers all of its keys:
-//!
-//! | key                                      | value                      | what for                   |
-//! |------------------------------------------|----------------------------|----------------------------|
-//! | `c` + position (u64 BE)                  | [`Commit::encode`] bytes   | the log itself, in order   |
-//! | `i` + stream id + `/` + position (BE)    | empty                      | one stream's positions     |
-//! | `h` + stream id                          | position (BE) ++ version   | the stream's head          |
-//! | `m` + command id                         | position (BE) ++ version   | idempotency                |
-//!
-//! The audit store (seals, bulletins) is a second tree in the same database; see [`audit`].
-//!
-//! Big-endian positions make key order log order. `/` cannot occur in a stream id, so the index prefix of
-//! one stream never covers another's (`P520102-a/` is not a prefix of `P520102-ab/…`). The log head is the
-//! last `c` key, found once at open; positions start at 1 and have no gaps.
+//! The file ([`file`]) holds every commit and every audit record (seals, bulletins) in order; an index in
+//! memory ([`index`]), built by reading the file at open, finds a position's record, a stream's commits
+//! and a command id's commit. Positions start at 1 and grow by one; the audit store numbers its records
+//! the same way, apart.
 //!
 //! # Group commit
 //!
 //! [`EmbeddedLog::append`] only encodes the commit and queues it. One writer task takes every queued
-//! request (up to [`MAX_BATCH`] or [`MAX_BATCH_BYTES`]), decides each one against the stored stream heads
-//! and idempotency keys *and* against the requests decided earlier in the same batch, writes the accepted
-//! ones in one atomic batch, flushes once, publishes the new head and only then answers. So an `Ok` is
-//! durable, and one fsync is paid per batch instead of per append. While a batch's flush waits for the disk,
-//! the writer decides and writes the next one (at most [`FLUSHES_IN_FLIGHT`] wait): a flush covers every
-//! batch written before it, and batches are answered in order.
+//! request (up to [`MAX_BATCH`] or [`MAX_BATCH_BYTES`]), decides each one against the stream heads and
+//! command ids of the index *and* against the requests decided earlier in the same batch, appends the
+//! accepted ones (and the batch's audit records) with one write, `fdatasync`s once, publishes the new head
+//! and only then answers. So an `Ok` is durable, and one flush is paid per batch instead of per append.
+//! While a batch's flush waits for the disk, the writer decides and writes the next one (at most
+//! [`FLUSHES_IN_FLIGHT`] wait): a flush covers every write before it, and batches are answered in order.
 //!
 //! Readers never see past the published (flushed) head: a projector cannot act on a commit that a crash
 //! could still take back.
@@ -34,23 +22,33 @@
 //!
 //! Appends are refused while the file system is down to a reserve ([`reserve`]), so that the views, seals
 //! and audit records of what was acknowledged still have room; a write that fails anyway answers no success.
+//!
+//! A log written by earlier versions (a sled database in the same directory) is moved into the file at
+//! the first open ([`import`]).
 
 mod audit;
+mod file;
+mod import;
+mod index;
 mod reserve;
 
 use crate::{AppendError, Appended, AuditEntry, DiskRefusal, EventLog, ReadError, Record};
 use async_trait::async_trait;
+use file::{CommitMeta, Kind, Loc};
 use futures::stream::{self, BoxStream, StreamExt};
+use index::Index;
 use rectify_domain::audit::AuditRecord;
 use rectify_domain::{AggregateId, Commit};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// The sled tree that holds the log.
-const TREE: &str = "rectify_events";
 /// At most this many appends share one batch (and one flush).
 pub const MAX_BATCH: usize = 1024;
 /// A batch stops growing once its commits hold this many bytes, so a burst of large commits stays bounded.
@@ -60,65 +58,12 @@ pub const MAX_BATCH_BYTES: usize = 32 << 20;
 const FLUSHES_IN_FLIGHT: usize = 2;
 /// Appends waiting for the writer before `append` itself waits (backpressure).
 const QUEUE: usize = 4 * MAX_BATCH;
-/// Bytes of sled's page cache.
-const CACHE_BYTES: u64 = 16 << 20;
-/// How many records a tail reads from the tree at a time.
+/// How many records a tail reads at a time.
 const TAIL_CHUNK: usize = 256;
+/// A read of consecutive records asks the file for at most this many bytes at once.
+const READ_SPAN: u64 = 4 << 20;
 
-/// Key construction; see the module docs for the layout.
-mod key {
-    pub const COMMIT: u8 = b'c';
-    pub const INDEX: u8 = b'i';
-    pub const HEAD: u8 = b'h';
-    pub const COMMAND: u8 = b'm';
-    /// Ends the stream id inside an index key; never part of an id.
-    pub const INDEX_SEPARATOR: u8 = b'/';
-
-    pub fn commit(position: u64) -> [u8; 9] {
-        let mut key = [COMMIT; 9];
-        key[1..].copy_from_slice(&position.to_be_bytes());
-        key
-    }
-
-    /// The position of a `c` key, if it is one.
-    pub fn commit_position(key: &[u8]) -> Option<u64> {
-        match key {
-            [COMMIT, rest @ ..] => Some(u64::from_be_bytes(rest.try_into().ok()?)),
-            _ => None,
-        }
-    }
-
-    pub fn index_prefix(stream: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(stream.len() + 10);
-        key.push(INDEX);
-        key.extend_from_slice(stream.as_bytes());
-        key.push(INDEX_SEPARATOR);
-        key
-    }
-
-    pub fn index(stream: &str, position: u64) -> Vec<u8> {
-        let mut key = index_prefix(stream);
-        key.extend_from_slice(&position.to_be_bytes());
-        key
-    }
-
-    pub fn head(stream: &str) -> Vec<u8> {
-        prefixed(HEAD, stream)
-    }
-
-    pub fn command(command_id: &str) -> Vec<u8> {
-        prefixed(COMMAND, command_id)
-    }
-
-    fn prefixed(tag: u8, s: &str) -> Vec<u8> {
-        let mut key = Vec::with_capacity(s.len() + 1);
-        key.push(tag);
-        key.extend_from_slice(s.as_bytes());
-        key
-    }
-}
-
-/// A position and a stream version, as stored under `h` and `m` keys.
+/// A position and the stream version after the commit there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mark {
     position: u64,
@@ -126,21 +71,6 @@ struct Mark {
 }
 
 impl Mark {
-    fn encode(self) -> [u8; 16] {
-        let mut bytes = [0; 16];
-        bytes[..8].copy_from_slice(&self.position.to_be_bytes());
-        bytes[8..].copy_from_slice(&self.version.to_be_bytes());
-        bytes
-    }
-
-    fn decode(bytes: &[u8]) -> Option<Mark> {
-        let (position, version) = bytes.split_at_checked(8)?;
-        Some(Mark {
-            position: u64::from_be_bytes(position.try_into().ok()?),
-            version: u64::from_be_bytes(version.try_into().ok()?),
-        })
-    }
-
     fn answer(self, duplicate: bool) -> Appended {
         Appended { position: self.position, version: self.version, duplicate }
     }
@@ -149,19 +79,19 @@ impl Mark {
 /// Why the embedded log could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// sled refused to open the directory (missing permissions, held by another process, damaged files).
+    /// The file could not be created, read or locked (missing permissions, held by another process).
     #[error("cannot open the embedded event log at {path}: {source}")]
     Storage {
         path: PathBuf,
         #[source]
-        source: sled::Error,
+        source: io::Error,
     },
-    /// The directory holds something that is not this log's layout.
+    /// The directory holds something that is not this log's layout, or damage that is not a torn write.
     #[error("the embedded event log at {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
 
-/// The event log in a local sled database: durable before it acknowledges, with group commit.
+/// The event log in a local file: durable before it acknowledges, with group commit.
 ///
 /// Cheap to clone; every clone shares one writer task. [`EmbeddedLog::open`] must run inside a tokio
 /// runtime, which hosts that task.
@@ -171,13 +101,19 @@ pub struct EmbeddedLog {
 }
 
 struct Inner {
-    tree: sled::Tree,
-    audit: audit::AuditTree,
-    /// Kept so that the database lives exactly as long as the last handle or tail.
-    _db: sled::Db,
+    shared: Arc<Shared>,
     requests: mpsc::Sender<Request>,
     /// The last flushed position, published by the writer after every flush.
     head: watch::Receiver<u64>,
+}
+
+/// What the writer and the readers share.
+struct Shared {
+    /// Locked (`flock`) while open: one process, one open log per directory.
+    file: Arc<File>,
+    index: RwLock<Index>,
+    /// The last flushed audit position (the writer publishes it; readers see nothing past it).
+    audit_published: AtomicU64,
 }
 
 impl fmt::Debug for EmbeddedLog {
@@ -189,46 +125,52 @@ impl fmt::Debug for EmbeddedLog {
 impl EmbeddedLog {
     /// Opens (or creates) the log in `dir` and starts its writer task on the current tokio runtime.
     ///
-    /// Panics outside a tokio runtime. sled locks the directory: one process, one open log per directory.
+    /// Panics outside a tokio runtime. The file is locked: one process, one open log per directory.
     pub fn open(dir: &Path) -> Result<EmbeddedLog, OpenError> {
         let storage = |source| OpenError::Storage { path: dir.to_owned(), source };
-        // sled caches up to 1 GB by default: a service that reads its whole log at start (the audit index)
-        // would keep all of it in memory. Recent commits are what appends and tails read.
-        let db = crate::sled_open::open(&sled::Config::new().path(dir).cache_capacity(CACHE_BYTES)).map_err(storage)?;
-        let tree = db.open_tree(TREE).map_err(storage)?;
-        let audit = audit::AuditTree::open(&db).map_err(storage)?;
-        let head = match tree.scan_prefix([key::COMMIT]).keys().next_back() {
-            None => 0,
-            Some(k) => {
-                let k = k.map_err(storage)?;
-                key::commit_position(&k).ok_or_else(|| OpenError::Corrupt {
-                    path: dir.to_owned(),
-                    reason: format!("malformed commit key {k:?}"),
-                })?
-            }
-        };
+        let path = dir.join(file::NAME);
+        if !path.exists() {
+            import::create(dir).map_err(|e| match e {
+                import::Error::Io(source) => storage(source),
+                import::Error::Corrupt(reason) => OpenError::Corrupt { path: dir.to_owned(), reason },
+            })?;
+        }
+        let file = File::options().read(true).write(true).open(&path).map_err(storage)?;
+        fs2::FileExt::try_lock_exclusive(&file).map_err(|e| {
+            storage(io::Error::new(e.kind(), format!("{} is locked by another open log: {e}", path.display())))
+        })?;
+        let mut index = Index::default();
+        let end = file::scan(&file, |loc, record| index.add(loc, record)).map_err(|e| match e {
+            file::ScanError::Io(source) => storage(source),
+            file::ScanError::Corrupt(reason) => OpenError::Corrupt { path: path.clone(), reason },
+        })?;
+        let file_len = file.metadata().map_err(storage)?.len();
+        let (head, audit_head) = (index.commits.last(), index.audit.last());
+        let file = Arc::new(file);
+        let shared =
+            Arc::new(Shared { file: file.clone(), index: RwLock::new(index), audit_published: AtomicU64::new(audit_head) });
         let (head_tx, head_rx) = watch::channel(head);
         let (requests, queue) = mpsc::channel(QUEUE);
-        let audit_next = audit.published.load(std::sync::atomic::Ordering::Acquire) + 1;
         let writer = Writer {
-            tree: tree.clone(),
+            shared: shared.clone(),
+            end,
             next: head + 1,
             head: head_tx,
-            audit: audit.clone(),
-            audit_next,
+            audit_next: audit_head + 1,
             unflushed: false,
             reserve: reserve::Reserve::of(dir),
+            grow: file::Preallocator::new(file, file_len),
         };
         tokio::spawn(writer.run(queue));
         tracing::debug!(path = %dir.display(), head, "opened the embedded event log");
-        Ok(EmbeddedLog { inner: Arc::new(Inner { tree, audit, _db: db, requests, head: head_rx }) })
+        Ok(EmbeddedLog { inner: Arc::new(Inner { shared, requests, head: head_rx }) })
     }
 
     /// Stops the writer once every append queued before this call is answered, and waits for it.
     ///
     /// Appends through other clones then fail with [`AppendError::Unavailable`] and tails end with
-    /// [`ReadError::Unavailable`]. The files (and sled's directory lock) are released when the last clone
-    /// and the last tail are dropped; with no other clone, that is when this call returns.
+    /// [`ReadError::Unavailable`]. The file (and its lock) is released when the last clone and the last
+    /// tail are dropped; with no other clone, that is when this call returns.
     pub async fn close(self) {
         let (ack, closed) = oneshot::channel();
         if self.inner.requests.send(Request::Close(ack)).await.is_ok() {
@@ -239,13 +181,23 @@ impl EmbeddedLog {
 
     /// Every published commit in log order as the bytes stored ([`Commit::encode`]), undecoded: the raw
     /// replay that `rectify bench` compares the projector with.
-    pub fn raw_commits(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), ReadError>> + use<> {
-        let head = self.published_head();
-        self.inner.tree.range(key::commit(1)..=key::commit(head.max(1))).map(move |entry| {
-            let (k, v) = entry.map_err(storage_read)?;
-            let position = key::commit_position(&k)
-                .ok_or_else(|| ReadError::Corrupt { position: 0, reason: format!("malformed commit key {k:?}") })?;
-            Ok((position, v))
+    pub fn raw_commits(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>), ReadError>> + use<> {
+        let (shared, head) = (self.inner.shared.clone(), self.published_head());
+        let mut next = 1;
+        std::iter::from_fn(move || {
+            if next > head {
+                return None;
+            }
+            let chunk = shared.read_commits(next, head, TAIL_CHUNK);
+            next = match &chunk {
+                Ok(records) => records.last().map_or(head + 1, |(p, _)| p + 1),
+                Err(_) => head + 1,
+            };
+            Some(chunk)
+        })
+        .flat_map(|chunk| match chunk {
+            Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
         })
     }
 
@@ -254,17 +206,89 @@ impl EmbeddedLog {
     }
 }
 
+impl Index {
+    /// Adds a record found in the file at open.
+    fn add(&mut self, loc: Loc, record: file::Parsed<'_>) -> Result<(), String> {
+        match record.kind {
+            Kind::Audit => self.audit.push(record.position, loc),
+            Kind::Commit => {
+                let (meta, _) = CommitMeta::decode(record.body)
+                    .ok_or_else(|| format!("commit {} has no readable index fields", record.position))?;
+                let mark = Mark { position: record.position, version: meta.version };
+                self.add_commit(loc, meta.stream, meta.command_id, mark)
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// The bodies of the records at `locs` (one kind, in file order), read a span of the file at a time.
+    fn read_bodies(&self, kind: Kind, locs: &[(u64, Loc)]) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        let mut out = Vec::with_capacity(locs.len());
+        let mut rest = locs;
+        while let Some((first, _)) = rest.first() {
+            let start = rest[0].1.offset;
+            let n = rest.iter().take_while(|(_, loc)| loc.end() - start <= READ_SPAN).count().max(1);
+            let (span, after) = rest.split_at(n);
+            let end = span.last().expect("one at least").1.end();
+            let mut bytes = vec![0; (end - start) as usize];
+            self.file.read_exact_at(&mut bytes, start).map_err(|e| read_failure(*first, &e))?;
+            for (position, loc) in span {
+                let at = (loc.offset - start) as usize;
+                let body = match file::parse(&bytes[at..at + loc.len as usize]) {
+                    file::Next::Record(r) if r.kind == kind && r.position == *position => r.body,
+                    file::Next::Record(_) => return Err(corrupt(*position, "the record there is another one")),
+                    file::Next::Invalid(why) => return Err(corrupt(*position, why)),
+                    file::Next::End | file::Next::Short => return Err(corrupt(*position, "the record is gone")),
+                };
+                out.push((*position, body.to_vec()));
+            }
+            rest = after;
+        }
+        Ok(out)
+    }
+
+    /// Up to `max` commits with `from ≤ position ≤ to`, in order, as their stored bytes.
+    fn read_commits(&self, from: u64, to: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, ReadError> {
+        if max == 0 || from > to {
+            return Ok(Vec::new());
+        }
+        let locs = self.index.read().expect("not poisoned").commits.range(from, to, max);
+        let mut records = self.read_bodies(Kind::Commit, &locs)?;
+        for (position, body) in &mut records {
+            let skip = CommitMeta::decode(body).map(|(_, commit)| body.len() - commit.len());
+            let skip = skip.ok_or_else(|| corrupt(*position, "unreadable index fields"))?;
+            body.drain(..skip);
+        }
+        Ok(records)
+    }
+
+    /// The mark of `command_id`'s commit, if the index has it (at any position, flushed or not).
+    fn command_mark(&self, index: &Index, command_id: &str) -> Result<Option<Mark>, ReadError> {
+        let Some(position) = index.command_candidate(command_id) else { return Ok(None) };
+        let loc = index.commits.get(position).ok_or_else(|| corrupt(position, "indexed but missing"))?;
+        // Mostly only the id's hash is indexed: the record's own id confirms it.
+        let (_, body) = self.read_bodies(Kind::Commit, &[(position, loc)])?.pop().expect("one record");
+        let (meta, _) = CommitMeta::decode(&body).ok_or_else(|| corrupt(position, "unreadable index fields"))?;
+        Ok((meta.command_id == command_id).then_some(Mark { position, version: meta.version }))
+    }
+}
+
 fn closed() -> AppendError {
     AppendError::Unavailable("the embedded event log is closed".into())
 }
 
-fn storage_read(e: sled::Error) -> ReadError {
-    ReadError::storage(DiskRefusal::of_sled(&e), format!("sled: {e}"))
+fn corrupt(position: u64, reason: &str) -> ReadError {
+    ReadError::Corrupt { position, reason: reason.to_owned() }
 }
 
-/// An append's failure from sled's error `e` while `doing` something.
-fn storage_write(doing: &str, e: &sled::Error) -> AppendError {
-    AppendError::storage(DiskRefusal::of_sled(e), format!("sled {doing} failed: {e}"))
+fn read_failure(position: u64, e: &io::Error) -> ReadError {
+    ReadError::storage(DiskRefusal::of(e), format!("reading position {position}: {e}"))
+}
+
+/// An append's failure from the I/O error `e` while `doing` something.
+fn storage_write(doing: &str, e: &io::Error) -> AppendError {
+    AppendError::storage(DiskRefusal::of(e), format!("{doing} failed: {e}"))
 }
 
 fn decode(position: u64, bytes: &[u8]) -> Result<Record, ReadError> {
@@ -274,20 +298,8 @@ fn decode(position: u64, bytes: &[u8]) -> Result<Record, ReadError> {
 }
 
 /// Up to `max` records with `from ≤ position ≤ to`, in order.
-fn read_range(tree: &sled::Tree, from: u64, to: u64, max: usize) -> Result<Vec<Record>, ReadError> {
-    let from = from.max(1);
-    if max == 0 || from > to {
-        return Ok(Vec::new());
-    }
-    tree.range(key::commit(from)..=key::commit(to))
-        .take(max)
-        .map(|entry| {
-            let (k, v) = entry.map_err(storage_read)?;
-            let position = key::commit_position(&k)
-                .ok_or_else(|| ReadError::Corrupt { position: from, reason: format!("malformed commit key {k:?}") })?;
-            decode(position, &v)
-        })
-        .collect()
+fn read_range(shared: &Shared, from: u64, to: u64, max: usize) -> Result<Vec<Record>, ReadError> {
+    shared.read_commits(from, to, max)?.into_iter().map(|(position, bytes)| decode(position, &bytes)).collect()
 }
 
 /// The checks that [`Commit::decode`] makes on read, made before writing: a commit that would not decode
@@ -324,47 +336,36 @@ impl EventLog for EmbeddedLog {
 
     async fn read_stream(&self, stream: &AggregateId) -> Result<Vec<Record>, ReadError> {
         let head = self.published_head();
-        let tree = &self.inner.tree;
-        let prefix = key::index_prefix(stream.as_str());
-        let mut records = Vec::new();
-        for k in tree.scan_prefix(&prefix).keys() {
-            let k = k.map_err(storage_read)?;
-            let position = <[u8; 8]>::try_from(&k[prefix.len()..]).map(u64::from_be_bytes).map_err(|_| {
-                ReadError::Corrupt { position: 0, reason: format!("malformed index key of stream {stream}") }
-            })?;
-            if position > head {
-                break;
-            }
-            let bytes = tree.get(key::commit(position)).map_err(storage_read)?.ok_or_else(|| ReadError::Corrupt {
-                position,
-                reason: format!("indexed for stream {stream} but missing"),
-            })?;
-            let record = decode(position, &bytes)?;
-            if record.commit.stream() != stream {
-                return Err(ReadError::Corrupt {
-                    position,
-                    reason: format!("indexed for stream {stream} but belongs to another"),
-                });
-            }
-            records.push(record);
-        }
-        Ok(records)
+        let shared = &self.inner.shared;
+        let locs: Vec<(u64, Loc)> = {
+            let index = shared.index.read().expect("not poisoned");
+            let positions = index.positions(stream.as_str()).iter().take_while(|p| **p <= head);
+            positions.map(|p| index.commits.get(*p).map(|loc| (*p, loc)).ok_or_else(|| corrupt(*p, "indexed but missing"))).collect::<Result<_, _>>()?
+        };
+        let records = crate::storage_work(locs.len(), || shared.read_bodies(Kind::Commit, &locs))?;
+        records
+            .into_iter()
+            .map(|(position, body)| {
+                let (meta, commit) =
+                    CommitMeta::decode(&body).ok_or_else(|| corrupt(position, "unreadable index fields"))?;
+                if meta.stream != stream.as_str() {
+                    return Err(corrupt(position, &format!("indexed for stream {stream} but belongs to another")));
+                }
+                decode(position, commit)
+            })
+            .collect()
     }
 
-    /// The stream's head entry (written with its last commit), once that commit is published.
+    /// The stream's last published position.
     async fn last_position_of(&self, stream: &AggregateId) -> Result<Option<u64>, ReadError> {
-        let Some(bytes) = self.inner.tree.get(key::head(stream.as_str())).map_err(storage_read)? else {
-            return Ok(None);
-        };
-        let mark = Mark::decode(&bytes).ok_or_else(|| ReadError::Corrupt {
-            position: 0,
-            reason: format!("malformed head entry of stream {stream}"),
-        })?;
-        Ok((mark.position <= self.published_head()).then_some(mark.position))
+        let head = self.published_head();
+        let index = self.inner.shared.index.read().expect("not poisoned");
+        Ok(index.positions(stream.as_str()).iter().rev().find(|p| **p <= head).copied())
     }
 
     async fn read_from(&self, from: u64, max: usize) -> Result<Vec<Record>, ReadError> {
-        read_range(&self.inner.tree, from, self.published_head(), max)
+        let head = self.published_head();
+        crate::storage_work(max.min(TAIL_CHUNK), || read_range(&self.inner.shared, from, head, max))
     }
 
     async fn head(&self) -> Result<u64, ReadError> {
@@ -392,15 +393,10 @@ impl EventLog for EmbeddedLog {
     }
 
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
-        let Some(bytes) = self.inner.tree.get(key::command(command_id)).map_err(storage_read)? else {
-            return Ok(None);
-        };
-        let mark = Mark::decode(&bytes).ok_or_else(|| ReadError::Corrupt {
-            position: 0,
-            reason: format!("malformed idempotency entry of {command_id}"),
-        })?;
+        let shared = &self.inner.shared;
+        let mark = shared.command_mark(&shared.index.read().expect("not poisoned"), command_id)?;
         // Written but not yet flushed: not an answer anyone has been given.
-        Ok((mark.position <= self.published_head()).then_some(mark.answer(true)))
+        Ok(mark.filter(|m| m.position <= self.published_head()).map(|m| m.answer(true)))
     }
 
     async fn append_audit(&self, record: &AuditRecord) -> Result<u64, AppendError> {
@@ -416,7 +412,7 @@ impl EventLog for EmbeddedLog {
     }
 }
 
-/// A tail's state: catch up from the tree in chunks, then wait for the writer to publish a new head.
+/// A tail's state: catch up from the file in chunks, then wait for the writer to publish a new head.
 struct Tail {
     /// Keeps the writer (and so the head publisher) alive while someone follows the log.
     inner: Arc<Inner>,
@@ -438,7 +434,7 @@ impl Tail {
             // Marks the current head as seen: any later publish wakes `changed` below, so no append is missed.
             let head = *self.head.borrow_and_update();
             if self.next <= head {
-                match read_range(&self.inner.tree, self.next, head, TAIL_CHUNK) {
+                match read_range(&self.inner.shared, self.next, head, TAIL_CHUNK) {
                     Ok(records) => {
                         // Positions have no gaps; `head + 1` only guards against looping on a damaged log.
                         self.next = records.last().map_or(head + 1, |r| r.position + 1);
@@ -464,7 +460,7 @@ enum Request {
     Append(AppendRequest),
     /// A record for the audit store, made durable by the same flush as the batch's commits.
     Audit(AuditRequest),
-    /// Stop after the current batch; answered once the writer has let go of the tree.
+    /// Stop after the current batch; answered once the writer has let go of the file.
     Close(oneshot::Sender<()>),
 }
 
@@ -483,28 +479,35 @@ struct AuditRequest {
     reply: oneshot::Sender<Result<u64, AppendError>>,
 }
 
-/// The single writer: owns the next position and the head publisher.
+/// The single writer: owns the end of the file, the next positions and the head publisher.
 struct Writer {
-    tree: sled::Tree,
+    shared: Arc<Shared>,
+    /// Where the next record goes in the file.
+    end: u64,
     next: u64,
     head: watch::Sender<u64>,
-    audit: audit::AuditTree,
     /// The next audit position.
     audit_next: u64,
-    /// A flush failed: the tree holds writes that are not known to be durable, so flush before any answer.
+    /// A flush failed: the file holds writes that are not known to be durable, so flush before any answer.
     unflushed: bool,
     /// The free space new commands must leave.
     reserve: reserve::Reserve,
+    grow: file::Preallocator,
 }
 
-/// Stream heads and command ids decided earlier in the batch being built, which the tree does not show yet.
+/// A batch being built: its bytes, and the stream heads and command ids decided in it so far, which the
+/// index does not show yet.
 #[derive(Default)]
 struct Pending {
+    bytes: Vec<u8>,
     heads: HashMap<String, Mark>,
     commands: HashMap<String, Mark>,
+    /// What the index gets once the bytes are written: (request, where in `bytes`, its mark).
+    commits: Vec<(usize, Loc, Mark)>,
+    audits: Vec<(u64, Loc)>,
 }
 
-/// A batch written to the tree, waiting for the flush that makes it durable before it is answered.
+/// A batch written to the file, waiting for the flush that makes it durable before it is answered.
 struct Applied {
     requests: Vec<AppendRequest>,
     answers: Vec<Result<Appended, AppendError>>,
@@ -516,7 +519,7 @@ struct Applied {
 }
 
 /// An applied batch and the outcome of its flush (`None`: it wrote nothing and needs none).
-type Flushing = futures::future::BoxFuture<'static, (Applied, Option<sled::Result<usize>>)>;
+type Flushing = futures::future::BoxFuture<'static, (Applied, Option<io::Result<()>>)>;
 
 impl Writer {
     async fn run(mut self, mut queue: mpsc::Receiver<Request>) {
@@ -549,7 +552,7 @@ impl Writer {
                     }
                     if !batch.is_empty() || !audits.is_empty() {
                         let behind = !flushing.is_empty();
-                        flushing.push_back(self.write(batch, audits, behind));
+                        flushing.push_back(self.write(batch, audits, behind).await);
                     }
                 }
                 else => break,
@@ -570,56 +573,89 @@ impl Writer {
     }
 
     /// Decides and writes one batch of appends and audit records, and starts its flush. `behind`: an earlier
-    /// batch's flush is still running, so even a batch that wrote nothing (a duplicate may point into the
-    /// earlier batch) is answered after a flush of its own.
-    fn write(&mut self, mut requests: Vec<AppendRequest>, mut audits: Vec<AuditRequest>, behind: bool) -> Flushing {
+    /// batch's flush is still running, so this one needs its own even if it wrote nothing (its answers, a
+    /// duplicate's say, must not overtake the earlier batch's).
+    async fn write(&mut self, mut requests: Vec<AppendRequest>, audits: Vec<AuditRequest>, behind: bool) -> Flushing {
         // Commands only; audit records seal commits already acknowledged, and may use the reserve.
         if let Some(refusal) = requests.first().and_then(|_| self.reserve.refusal()) {
             for request in requests.drain(..) {
                 let _ = request.reply.send(Err(refusal.clone()));
             }
         }
-        let mut batch = sled::Batch::default();
         let mut pending = Pending::default();
         let mut next = self.next;
-        // Deciding and writing are synchronous sled work: a large batch must not hold up the worker's other tasks.
-        let (mut answers, written, audit_answers) = crate::storage_work(requests.len() + audits.len(), || {
-            let answers: Vec<_> =
-                requests.iter_mut().map(|r| self.decide(r, &mut pending, &mut next, &mut batch)).collect();
-            let written = if next > self.next { Some(self.tree.apply_batch(batch)) } else { None };
-            (answers, written, self.write_audits(&mut audits))
+        // Deciding is synchronous work on the index: a large batch must not hold up the worker's other tasks.
+        let mut answers = crate::storage_work(requests.len(), || {
+            let index = self.shared.index.read().expect("not poisoned");
+            requests.iter().enumerate().map(|(i, r)| self.decide(&index, i, r, &mut pending, &mut next)).collect::<Vec<_>>()
         });
-        let wrote = written.is_some() || !audits.is_empty();
-
-        if let Some(Err(e)) = written {
-            tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
-            let failure = storage_write("write", &e);
-            answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
-            next = self.next;
+        let first_audit = self.audit_next;
+        for (i, audit) in audits.iter().enumerate() {
+            let at = pending.bytes.len();
+            file::encode(&mut pending.bytes, Kind::Audit, first_audit + i as u64, &[&audit.bytes]);
+            let loc = Loc { offset: self.end + at as u64, len: (pending.bytes.len() - at) as u32 };
+            pending.audits.push((first_audit + i as u64, loc));
         }
-        self.next = next;
+        let mut audit_answers: Vec<_> = (first_audit..first_audit + audits.len() as u64).map(Ok).collect();
 
-        let applied = Applied { requests, answers, audits, audit_answers, next, audit_next: self.audit_next };
+        let wrote = !pending.bytes.is_empty();
+        if wrote {
+            let end = self.end + pending.bytes.len() as u64;
+            self.grow.before_write(end).await;
+            let written = crate::storage_work(pending.commits.len() + pending.audits.len(), || {
+                self.shared.file.write_all_at(&pending.bytes, self.end)
+            });
+            match written {
+                Ok(()) => {
+                    let mut index = self.shared.index.write().expect("not poisoned");
+                    for (i, loc, mark) in &pending.commits {
+                        let request = &requests[*i];
+                        let added = index.add_commit(*loc, &request.stream, &request.command_id, *mark);
+                        debug_assert!(added.is_ok(), "the writer numbers commits in order");
+                    }
+                    for (position, loc) in &pending.audits {
+                        let added = index.audit.push(*position, *loc);
+                        debug_assert!(added.is_ok(), "the writer numbers audit records in order");
+                    }
+                    self.end = end;
+                    self.next = next;
+                    self.audit_next += audits.len() as u64;
+                }
+                Err(e) => {
+                    // Nothing of the batch is indexed; the next batch writes over what reached the file.
+                    tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
+                    let failure = storage_write("writing a batch", &e);
+                    answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
+                    audit_answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
+                }
+            }
+        }
+
+        let applied =
+            Applied { requests, answers, audits, audit_answers, next: self.next, audit_next: self.audit_next };
         if wrote || self.unflushed || behind {
-            // One flush for the whole database: the commits and the audit records of this batch.
-            let tree = self.tree.clone();
-            Box::pin(async move { (applied, Some(tree.flush_async().await)) })
+            // One flush for the file: the commits and the audit records of this batch.
+            let file = self.shared.file.clone();
+            Box::pin(async move {
+                let synced = tokio::task::spawn_blocking(move || file.sync_data()).await.unwrap_or_else(|e| Err(io::Error::other(e)));
+                (applied, Some(synced))
+            })
         } else {
             Box::pin(std::future::ready((applied, None)))
         }
     }
 
     /// Publishes what a flush made durable and answers the batch.
-    fn answer(&mut self, mut applied: Applied, flushed: Option<sled::Result<usize>>) {
+    fn answer(&mut self, mut applied: Applied, flushed: Option<io::Result<()>>) {
         match flushed {
             None => {}
-            Some(Ok(_)) => {
+            Some(Ok(())) => {
                 self.unflushed = false;
                 self.head.send_replace(applied.next - 1);
-                self.audit.published.store(applied.audit_next - 1, std::sync::atomic::Ordering::Release);
+                self.shared.audit_published.store(applied.audit_next - 1, std::sync::atomic::Ordering::Release);
             }
             Some(Err(e)) => {
-                // The batch is in the tree but not known to be on disk: answer no success, publish no head.
+                // The batch is in the file but not known to be on disk: answer no success, publish no head.
                 // The next successful flush makes it durable and publishes it.
                 tracing::error!(error = %e, appends = applied.requests.len(), "embedded event log: flush failed");
                 self.unflushed = true;
@@ -637,40 +673,24 @@ impl Writer {
         }
     }
 
-    /// Numbers and writes the audit records (not yet flushed); their answers.
-    fn write_audits(&mut self, audits: &mut [AuditRequest]) -> Vec<Result<u64, AppendError>> {
-        if audits.is_empty() {
-            return Vec::new();
-        }
-        let mut batch = sled::Batch::default();
-        let first = self.audit_next;
-        for (i, request) in audits.iter_mut().enumerate() {
-            batch.insert(&(first + i as u64).to_be_bytes(), std::mem::take(&mut request.bytes));
-        }
-        match self.audit.tree.apply_batch(batch) {
-            Ok(()) => {
-                self.audit_next += audits.len() as u64;
-                (first..self.audit_next).map(Ok).collect()
-            }
-            Err(e) => {
-                let failure = storage_write("write", &e);
-                audits.iter().map(|_| Err(failure.clone())).collect()
-            }
-        }
-    }
-
-    /// Decides one request against the tree and the batch so far; adds its writes to `batch` if accepted.
+    /// Decides request `i` against the index and the batch so far; adds its record to `pending` if accepted.
     fn decide(
         &self,
-        request: &mut AppendRequest,
+        index: &Index,
+        i: usize,
+        request: &AppendRequest,
         pending: &mut Pending,
         next: &mut u64,
-        batch: &mut sled::Batch,
     ) -> Result<Appended, AppendError> {
-        if let Some(done) = self.lookup(&pending.commands, &request.command_id, key::command)? {
+        let done = match pending.commands.get(&request.command_id) {
+            Some(mark) => Some(*mark),
+            None => self.shared.command_mark(index, &request.command_id).map_err(|e| AppendError::Failed(e.to_string()))?,
+        };
+        if let Some(done) = done {
             return Ok(done.answer(true));
         }
-        let head = self.lookup(&pending.heads, &request.stream, key::head)?.unwrap_or(Mark { position: 0, version: 0 });
+        let head = pending.heads.get(&request.stream).copied().or_else(|| index.head(&request.stream));
+        let head = head.unwrap_or(Mark { position: 0, version: 0 });
         if head.position != request.expected {
             return Err(AppendError::Conflict { stream: request.stream.clone(), expected: request.expected });
         }
@@ -684,48 +704,20 @@ impl Writer {
         }
         let mark = Mark { position: *next, version: request.version };
         *next += 1;
-        batch.insert(&key::commit(mark.position), std::mem::take(&mut request.bytes));
-        batch.insert(key::index(&request.stream, mark.position), &[][..]);
-        batch.insert(key::head(&request.stream), &mark.encode());
-        batch.insert(key::command(&request.command_id), &mark.encode());
+        let meta = CommitMeta { version: mark.version, stream: &request.stream, command_id: &request.command_id };
+        let at = pending.bytes.len();
+        file::encode(&mut pending.bytes, Kind::Commit, mark.position, &[&meta.encode(), &request.bytes]);
+        let loc = Loc { offset: self.end + at as u64, len: (pending.bytes.len() - at) as u32 };
+        pending.commits.push((i, loc, mark));
         pending.heads.insert(request.stream.clone(), mark);
         pending.commands.insert(request.command_id.clone(), mark);
         Ok(mark.answer(false))
-    }
-
-    /// A head or command mark: from this batch if it set one, else from the tree.
-    fn lookup(
-        &self,
-        pending: &HashMap<String, Mark>,
-        id: &str,
-        key: fn(&str) -> Vec<u8>,
-    ) -> Result<Option<Mark>, AppendError> {
-        if let Some(mark) = pending.get(id) {
-            return Ok(Some(*mark));
-        }
-        let Some(bytes) = self.tree.get(key(id)).map_err(|e| storage_write("read", &e))? else {
-            return Ok(None);
-        };
-        Mark::decode(&bytes).map(Some).ok_or_else(|| AppendError::Failed(format!("malformed log entry for {id}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_sort_in_log_order_and_streams_do_not_overlap() {
-        assert!(key::commit(255) < key::commit(256));
-        assert_eq!(key::commit_position(&key::commit(u64::MAX - 1)), Some(u64::MAX - 1));
-        assert_eq!(key::commit_position(b"c123"), None);
-        let short = key::index_prefix("P520102-a");
-        assert!(!key::index("P520102-ab", 1).starts_with(&short));
-        assert!(key::index("P520102-a", 7).starts_with(&short));
-        let m = Mark { position: 3, version: 9 };
-        assert_eq!(Mark::decode(&m.encode()), Some(m));
-        assert_eq!(Mark::decode(&[0; 15]), None);
-    }
 
     #[test]
     fn errors_travel_across_threads() {
@@ -761,7 +753,12 @@ mod tests {
         let id = commit.stream().clone();
         let appended = log.append(&commit, 0).await.unwrap();
 
-        log.inner.tree.insert(key::commit(appended.position), &b"{not json"[..]).unwrap();
+        // One bit of the stored commit flipped, as a failing disk could.
+        let loc = log.inner.shared.index.read().unwrap().commits.get(appended.position).unwrap();
+        let at = loc.end() - 2;
+        let mut byte = [0];
+        log.inner.shared.file.read_exact_at(&mut byte, at).unwrap();
+        log.inner.shared.file.write_all_at(&[byte[0] ^ 1], at).unwrap();
 
         let corrupt = |r: Result<Vec<Record>, ReadError>| matches!(r, Err(ReadError::Corrupt { position, .. }) if position == appended.position);
         assert!(corrupt(log.read_from(appended.position, 10).await));

@@ -1,37 +1,12 @@
-//! The embedded audit store: a second sled tree, `rectify_audit`, in the same database as the log.
-//!
-//! Key: position (u64 big-endian, from 1, no gaps); value: [`AuditRecord::encode`] bytes. Appends go through
-//! the log's writer, which numbers them and makes them durable with the same flush as the commits of its
-//! batch (one fsync for both); only flushed records are read.
+//! The embedded audit store: audit records in the log's file, numbered apart from the commits (from 1, no
+//! gaps). Appends go through the log's writer, which numbers them and makes them durable with the same
+//! write and flush as the commits of its batch; only flushed records are read.
 
-use super::{AuditRequest, EmbeddedLog, Request, closed, storage_read};
+use super::{AuditRequest, EmbeddedLog, Kind, Request, closed};
 use crate::{AppendError, AuditEntry, ReadError};
 use rectify_domain::audit::AuditRecord;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
-
-/// The sled tree that holds the audit store.
-pub(super) const TREE: &str = "rectify_audit";
-
-/// The audit tree and its last flushed position (the writer publishes it; readers see nothing past it).
-#[derive(Clone)]
-pub(super) struct AuditTree {
-    pub(super) tree: sled::Tree,
-    pub(super) published: Arc<AtomicU64>,
-}
-
-impl AuditTree {
-    /// Opens the tree in `db` and finds its head.
-    pub(super) fn open(db: &sled::Db) -> Result<AuditTree, sled::Error> {
-        let tree = db.open_tree(TREE)?;
-        let head = match tree.last()? {
-            Some((k, _)) => <[u8; 8]>::try_from(k.as_ref()).map(u64::from_be_bytes).unwrap_or(0),
-            None => 0,
-        };
-        Ok(AuditTree { tree, published: Arc::new(AtomicU64::new(head)) })
-    }
-}
 
 impl EmbeddedLog {
     pub(super) async fn append_audit_record(&self, record: &AuditRecord) -> Result<u64, AppendError> {
@@ -42,27 +17,14 @@ impl EmbeddedLog {
     }
 
     pub(super) fn read_audit_records(&self, from: u64, max: usize) -> Result<Vec<AuditEntry>, ReadError> {
-        let audit = &self.inner.audit;
-        let head = audit.published.load(Ordering::Acquire);
-        let from = from.max(1);
-        if max == 0 || from > head {
-            return Ok(Vec::new());
-        }
-        audit
-            .tree
-            .range(from.to_be_bytes()..=head.to_be_bytes())
-            .take(max)
-            .map(|entry| {
-                let (k, v) = entry.map_err(storage_read)?;
-                let position = <[u8; 8]>::try_from(k.as_ref())
-                    .map(u64::from_be_bytes)
-                    .map_err(|_| ReadError::Corrupt { position: from, reason: format!("malformed audit key {k:?}") })?;
-                Ok(AuditEntry { position, record: AuditRecord::decode(&v) })
-            })
-            .collect()
+        let shared = &self.inner.shared;
+        let head = self.audit_published();
+        let locs = shared.index.read().expect("not poisoned").audit.range(from, head, max);
+        let records = crate::storage_work(locs.len(), || shared.read_bodies(Kind::Audit, &locs))?;
+        Ok(records.into_iter().map(|(position, body)| AuditEntry { position, record: AuditRecord::decode(&body) }).collect())
     }
 
     pub(super) fn audit_published(&self) -> u64 {
-        self.inner.audit.published.load(Ordering::Acquire)
+        self.inner.shared.audit_published.load(Ordering::Acquire)
     }
 }
