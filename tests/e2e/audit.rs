@@ -1,5 +1,5 @@
 //! Audit for inspectors, end to end: `rectify audit verify` on untouched and tampered logs (the embedded
-//! log edited offline with sled, a forged message published straight onto NATS), proofs served by the API
+//! log's file edited offline, a forged message published straight onto NATS), proofs served by the API
 //! checked by an independent RFC 9162 verifier written here, crash recovery of seals, bulletins, roles, and
 //! time travel (`as_of`) against a replay of the log.
 
@@ -94,20 +94,48 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Opens the embedded log's sled database offline, as an operator with disk access could, and hands
-/// `edit` its event tree and its audit tree (layout: `crates/eventlog/src/embedded.rs`).
-fn tamper(data_dir: &Path, edit: impl FnOnce(&sled::Tree, &sled::Tree)) {
-    let db = sled::open(data_dir.join("log")).expect("open the log's sled db offline");
-    let events = db.open_tree("rectify_events").unwrap();
-    let audit = db.open_tree("rectify_audit").unwrap();
-    edit(&events, &audit);
-    db.flush().unwrap();
+/// One record of the embedded log's file (layout: `crates/eventlog/src/embedded/file.rs`).
+struct Stored {
+    kind: u8,
+    position: u64,
+    body: Vec<u8>,
 }
 
-fn commit_key(position: u64) -> Vec<u8> {
-    let mut key = vec![b'c'];
-    key.extend_from_slice(&position.to_be_bytes());
-    key
+const COMMIT: u8 = 1;
+const AUDIT: u8 = 2;
+
+/// Reads the embedded log's file offline, as an operator with disk access could, hands `edit` its records,
+/// and writes them back with fresh CRCs (the tampering a CRC cannot catch).
+fn tamper(data_dir: &Path, edit: impl FnOnce(&mut Vec<Stored>)) {
+    let path = data_dir.join("log/events.rlog");
+    let bytes = std::fs::read(&path).unwrap();
+    let (magic, mut rest) = bytes.split_at(8);
+    let mut records = Vec::new();
+    while let Some(len) = rest.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize) {
+        if len == 0 {
+            break;
+        }
+        let record = &rest[8..8 + len];
+        let position = u64::from_le_bytes(record[1..9].try_into().unwrap());
+        records.push(Stored { kind: record[0], position, body: record[9..].to_vec() });
+        rest = &rest[8 + len..];
+    }
+    edit(&mut records);
+    let mut out = magic.to_vec();
+    for r in records {
+        let mut record = vec![r.kind];
+        record.extend_from_slice(&r.position.to_le_bytes());
+        record.extend_from_slice(&r.body);
+        out.extend_from_slice(&(record.len() as u32).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&record).to_le_bytes());
+        out.extend_from_slice(&record);
+    }
+    std::fs::write(&path, out).unwrap();
+}
+
+/// The commit at `position` among `records`.
+fn commit_at(records: &mut [Stored], position: u64) -> &mut Stored {
+    records.iter_mut().find(|r| r.kind == COMMIT && r.position == position).expect("the commit is there")
 }
 
 #[tokio::test]
@@ -132,11 +160,10 @@ async fn verify_passes_an_untouched_embedded_log_and_names_the_event_of_every_ta
     // 1. Edit one payload byte of a progress report (the JSON stays valid: only the note changes).
     let (event, position) = log[7].clone();
     let dir = case("edit");
-    tamper(&dir, |events, _| {
-        let mut bytes = events.get(commit_key(position)).unwrap().unwrap().to_vec();
-        let at = bytes.windows(7).position(|w| w == b"dredged").expect("the note is in the payload");
-        bytes[at] = b'D';
-        events.insert(commit_key(position), bytes).unwrap();
+    tamper(&dir, |records| {
+        let body = &mut commit_at(records, position).body;
+        let at = body.windows(7).position(|w| w == b"dredged").expect("the note is in the payload");
+        body[at] = b'D';
     });
     let (ok, report) = verify_dir(&dir);
     assert!(!ok);
@@ -145,8 +172,9 @@ async fn verify_passes_an_untouched_embedded_log_and_names_the_event_of_every_ta
     // 2. Drop an event: the seal still names it.
     let (event, position) = log[4].clone();
     let dir = case("drop");
-    tamper(&dir, |events, _| {
-        events.remove(commit_key(position)).unwrap().expect("the commit was there");
+    tamper(&dir, |records| {
+        commit_at(records, position);
+        records.retain(|r| !(r.kind == COMMIT && r.position == position));
     });
     let (ok, report) = verify_dir(&dir);
     assert!(!ok);
@@ -155,10 +183,10 @@ async fn verify_passes_an_untouched_embedded_log_and_names_the_event_of_every_ta
     // 3. Reorder two commits: the first moved position names the event now found there.
     let ((_, p1), (moved, p2)) = (log[3].clone(), log[9].clone());
     let dir = case("reorder");
-    tamper(&dir, |events, _| {
-        let (a, b) = (events.get(commit_key(p1)).unwrap().unwrap(), events.get(commit_key(p2)).unwrap().unwrap());
-        events.insert(commit_key(p1), b).unwrap();
-        events.insert(commit_key(p2), a).unwrap();
+    tamper(&dir, |records| {
+        let a = std::mem::take(&mut commit_at(records, p1).body);
+        let b = std::mem::replace(&mut commit_at(records, p2).body, a);
+        commit_at(records, p1).body = b;
     });
     let (ok, report) = verify_dir(&dir);
     assert!(!ok);
@@ -173,15 +201,17 @@ async fn verify_passes_an_untouched_embedded_log_and_names_the_event_of_every_ta
     // 4. Replace a seal's signature with one by a key nobody trusts, over the very same bytes.
     let dir = case("signature");
     let mut covered = None;
-    tamper(&dir, |_, audit| {
-        let (key, value) = audit.first().unwrap().expect("a seal was stored");
-        let Ok(AuditRecord::Seal(mut seal)) = AuditRecord::decode(&value) else { panic!("the first record is a seal") };
+    tamper(&dir, |records| {
+        let stored = records.iter_mut().find(|r| r.kind == AUDIT && r.position == 1).expect("a seal was stored");
+        let Ok(AuditRecord::Seal(mut seal)) = AuditRecord::decode(&stored.body) else {
+            panic!("the first record is a seal")
+        };
         let intruder = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
         use ed25519_dalek::Signer;
         seal.signature = hex::encode(intruder.sign(&seal.signed_bytes()).to_bytes());
         let first = seal.entries.iter().min_by_key(|e| e.position).unwrap();
         covered = Some((first.events[0].clone(), first.position));
-        audit.insert(key, AuditRecord::Seal(seal).encode()).unwrap();
+        stored.body = AuditRecord::Seal(seal).encode();
     });
     let (event, position) = covered.unwrap();
     let (ok, report) = verify_dir(&dir);

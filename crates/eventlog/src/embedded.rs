@@ -147,8 +147,11 @@ impl EmbeddedLog {
         let file_len = file.metadata().map_err(storage)?.len();
         let (head, audit_head) = (index.commits.last(), index.audit.last());
         let file = Arc::new(file);
-        let shared =
-            Arc::new(Shared { file: file.clone(), index: RwLock::new(index), audit_published: AtomicU64::new(audit_head) });
+        let shared = Arc::new(Shared {
+            file: file.clone(),
+            index: RwLock::new(index),
+            audit_published: AtomicU64::new(audit_head),
+        });
         let (head_tx, head_rx) = watch::channel(head);
         let (requests, queue) = mpsc::channel(QUEUE);
         let writer = Writer {
@@ -340,7 +343,9 @@ impl EventLog for EmbeddedLog {
         let locs: Vec<(u64, Loc)> = {
             let index = shared.index.read().expect("not poisoned");
             let positions = index.positions(stream.as_str()).iter().take_while(|p| **p <= head);
-            positions.map(|p| index.commits.get(*p).map(|loc| (*p, loc)).ok_or_else(|| corrupt(*p, "indexed but missing"))).collect::<Result<_, _>>()?
+            positions
+                .map(|p| index.commits.get(*p).map(|loc| (*p, loc)).ok_or_else(|| corrupt(*p, "indexed but missing")))
+                .collect::<Result<_, _>>()?
         };
         let records = crate::storage_work(locs.len(), || shared.read_bodies(Kind::Commit, &locs))?;
         records
@@ -587,7 +592,11 @@ impl Writer {
         // Deciding is synchronous work on the index: a large batch must not hold up the worker's other tasks.
         let mut answers = crate::storage_work(requests.len(), || {
             let index = self.shared.index.read().expect("not poisoned");
-            requests.iter().enumerate().map(|(i, r)| self.decide(&index, i, r, &mut pending, &mut next)).collect::<Vec<_>>()
+            requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| self.decide(&index, i, r, &mut pending, &mut next))
+                .collect::<Vec<_>>()
         });
         let first_audit = self.audit_next;
         for (i, audit) in audits.iter().enumerate() {
@@ -637,7 +646,9 @@ impl Writer {
             // One flush for the file: the commits and the audit records of this batch.
             let file = self.shared.file.clone();
             Box::pin(async move {
-                let synced = tokio::task::spawn_blocking(move || file.sync_data()).await.unwrap_or_else(|e| Err(io::Error::other(e)));
+                let synced = tokio::task::spawn_blocking(move || file.sync_data())
+                    .await
+                    .unwrap_or_else(|e| Err(io::Error::other(e)));
                 (applied, Some(synced))
             })
         } else {
@@ -684,7 +695,9 @@ impl Writer {
     ) -> Result<Appended, AppendError> {
         let done = match pending.commands.get(&request.command_id) {
             Some(mark) => Some(*mark),
-            None => self.shared.command_mark(index, &request.command_id).map_err(|e| AppendError::Failed(e.to_string()))?,
+            None => {
+                self.shared.command_mark(index, &request.command_id).map_err(|e| AppendError::Failed(e.to_string()))?
+            }
         };
         if let Some(done) = done {
             return Ok(done.answer(true));

@@ -21,7 +21,10 @@ impl EmbeddedLog {
         let head = self.audit_published();
         let locs = shared.index.read().expect("not poisoned").audit.range(from, head, max);
         let records = crate::storage_work(locs.len(), || shared.read_bodies(Kind::Audit, &locs))?;
-        Ok(records.into_iter().map(|(position, body)| AuditEntry { position, record: AuditRecord::decode(&body) }).collect())
+        Ok(records
+            .into_iter()
+            .map(|(position, body)| AuditEntry { position, record: AuditRecord::decode(&body) })
+            .collect())
     }
 
     pub(super) fn audit_published(&self) -> u64 {

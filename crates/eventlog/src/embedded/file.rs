@@ -195,10 +195,7 @@ impl From<io::Error> for ScanError {
 
 /// Reads every record of `file` in order, handing each to `each` with its location, and returns where
 /// the next record goes. A torn last write is zeroed (and made durable) first; see the module docs.
-pub(super) fn scan(
-    file: &File,
-    mut each: impl FnMut(Loc, Parsed<'_>) -> Result<(), String>,
-) -> Result<u64, ScanError> {
+pub(super) fn scan(file: &File, mut each: impl FnMut(Loc, Parsed<'_>) -> Result<(), String>) -> Result<u64, ScanError> {
     let file_len = file.metadata()?.len();
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)?;
