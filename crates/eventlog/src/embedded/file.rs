@@ -271,28 +271,40 @@ fn zero(file: &File, from: u64, to: u64) -> io::Result<()> {
 
 /// Grows the file with durable zeros ahead of the appends, on a blocking thread (see "Why zeros").
 ///
-/// Only the writer asks for space, and it never writes into a range being zeroed: it waits for it.
+/// Only the writer asks for space, and it never writes into a range being zeroed: it waits for it. The
+/// zeros are written with `O_DIRECT` where the file system allows it: through the page cache, they would
+/// be dirty pages of the log's file, which the next append's `fdatasync` would have to write first.
 pub(super) struct Preallocator {
     file: Arc<File>,
+    /// The same file opened with `O_DIRECT`, if the file system has it (tmpfs has not).
+    direct: Option<Arc<File>>,
     /// Bytes below this are in the file (zeros where nothing was appended).
     ready: Arc<AtomicU64>,
     running: Arc<AtomicBool>,
     job: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// `O_DIRECT` writes start and end on this boundary and come from memory aligned to it.
+const DIRECT_ALIGN: usize = 4096;
+/// One `O_DIRECT` write: small enough for an append's write to get in between.
+const DIRECT_WRITE: usize = 1 << 20;
+
 impl Preallocator {
-    pub fn new(file: Arc<File>, file_len: u64) -> Preallocator {
+    pub fn new(file: Arc<File>, path: &std::path::Path, file_len: u64) -> Preallocator {
+        use std::os::unix::fs::OpenOptionsExt;
+        let direct = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok().map(Arc::new);
         Preallocator {
             file,
+            direct,
             ready: Arc::new(AtomicU64::new(file_len)),
             running: Arc::new(AtomicBool::new(false)),
             job: Mutex::new(None),
         }
     }
 
-    /// Called before writing `end - start` bytes at `start`: waits while those bytes are being zeroed, and
-    /// starts zeroing the next chunk once less than half of one is left. Writing past the zeros is correct,
-    /// only slower (the flush then writes the file's size too).
+    /// Called before writing the bytes up to `end`: waits while they are being zeroed, and starts zeroing
+    /// the next chunk once less than half of one is left. Writing past the zeros is correct, only slower
+    /// (the flush then writes the file's size too).
     pub async fn before_write(&self, end: u64) {
         let ready = self.ready.load(Ordering::Acquire);
         if end > ready && self.running.load(Ordering::Acquire) {
@@ -306,9 +318,14 @@ impl Preallocator {
         let chunk = (ready / 2).clamp(1 << 20, 64 << 20);
         if ready < end + chunk / 2 && !self.running.swap(true, Ordering::AcqRel) {
             let start = ready.max(end);
-            let (file, ready, running) = (self.file.clone(), self.ready.clone(), self.running.clone());
+            let (file, direct) = (self.file.clone(), self.direct.clone());
+            let (ready, running) = (self.ready.clone(), self.running.clone());
             let job = tokio::task::spawn_blocking(move || {
-                match zero(&file, start, start + chunk).and_then(|()| file.sync_data()) {
+                let zeroed = match &direct {
+                    Some(direct) => zero_direct(&file, direct, start, start + chunk),
+                    None => zero(&file, start, start + chunk),
+                };
+                match zeroed.and_then(|()| file.sync_data()) {
                     Ok(()) => ready.store(start + chunk, Ordering::Release),
                     // The appends then write past the zeros; a full disk fails them on their own.
                     Err(e) => tracing::warn!(error = %e, "embedded event log: could not grow the file ahead"),
@@ -318,6 +335,24 @@ impl Preallocator {
             *self.job.lock().expect("not poisoned") = Some(job);
         }
     }
+}
+
+/// Writes zeros over `from..to`: up to the first aligned offset through `file`, the rest through `direct`.
+fn zero_direct(file: &File, direct: &File, from: u64, to: u64) -> io::Result<()> {
+    let align = DIRECT_ALIGN as u64;
+    let aligned = from.div_ceil(align) * align;
+    zero(file, from, aligned.min(to))?;
+    let to_aligned = to / align * align;
+    let memory = vec![0u8; DIRECT_WRITE + DIRECT_ALIGN];
+    let skip = memory.as_ptr().align_offset(DIRECT_ALIGN);
+    let block = &memory[skip..skip + DIRECT_WRITE];
+    let mut at = aligned;
+    while at < to_aligned {
+        let n = block.len().min((to_aligned - at) as usize);
+        direct.write_all_at(&block[..n], at)?;
+        at += n as u64;
+    }
+    zero(file, to_aligned.max(aligned), to)
 }
 
 #[cfg(test)]
