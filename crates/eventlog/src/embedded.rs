@@ -319,13 +319,31 @@ fn shape(commit: &Commit) -> Result<(&str, &str, u64, u64), AppendError> {
     Ok((first.stream.as_str(), &first.command_id, first.version, last.version))
 }
 
+/// Refuses a record the file cannot hold: ids longer than a u16 length, a body over [`file::MAX_BODY`]
+/// (which a later open would take for a torn write).
+fn fits(ids: &[&str], bytes: usize) -> Result<(), AppendError> {
+    let body = bytes + ids.iter().map(|id| 2 + id.len()).sum::<usize>() + 8;
+    if let Some(long) = ids.iter().find(|id| id.len() > usize::from(u16::MAX)) {
+        return Err(AppendError::Failed(format!("an id of {} bytes is longer than the log keeps", long.len())));
+    }
+    if body > file::MAX_BODY {
+        return Err(AppendError::Failed(format!(
+            "a record of {body} bytes is over the log's {} bytes",
+            file::MAX_BODY
+        )));
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(&self, commit: &Commit, expected: u64) -> Result<Appended, AppendError> {
         let (stream, command_id, first_version, version) = shape(commit)?;
+        let bytes = commit.encode();
+        fits(&[stream, command_id], bytes.len())?;
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
-            bytes: commit.encode(),
+            bytes,
             stream: stream.to_owned(),
             command_id: command_id.to_owned(),
             first_version,
@@ -571,6 +589,8 @@ impl Writer {
         }
         // Requests still queued are dropped with `queue`: their callers see `Unavailable`.
         drop(queue);
+        // Growing the file holds it open (and locked) too.
+        self.grow.finish().await;
         drop(self);
         if let Some(ack) = close {
             let _ = ack.send(());

@@ -296,6 +296,21 @@ mod embedded_only {
         }
     }
 
+    /// A commit larger than a record may be is refused before anything is written (the file could not
+    /// read it back), and the log goes on.
+    #[tokio::test]
+    async fn a_commit_too_large_for_the_file_is_refused_and_nothing_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let mut p = Problem::new();
+        let huge = p.large_report(17 << 20);
+        let refused = log.append(&huge, 0).await.unwrap_err();
+        assert!(matches!(&refused, AppendError::Failed(why) if why.contains("over the log's")), "{refused:?}");
+        assert_eq!(p.append_next(&log).await.position, 1, "nothing was written");
+        within("close", log.close()).await;
+        assert_eq!(EmbeddedLog::open(dir.path()).unwrap().head().await.unwrap(), 1);
+    }
+
     /// Not a test: prints appends per second. `cargo test -p rectify-eventlog --release -- --ignored --nocapture`
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     #[ignore = "a measurement, not a check"]

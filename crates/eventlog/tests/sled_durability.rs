@@ -1,4 +1,5 @@
-//! The embedded log answers an append only after a sled flush, so a flush must make the write durable.
+//! A sled flush must make the writes before it durable: the views' clean close (and `rectify rebuild`)
+//! relies on it before it marks them closed.
 //! Upstream sled writes its buffers with `sync_file_range`, which empties neither the disk's write cache nor
 //! the metadata of a file that grew: a power loss could take back a flushed write (sled issue #1452). The
 //! vendored sled calls `fdatasync` in a flush (vendor/sled/RECTIFY.md). A power loss cannot be staged in a

@@ -10,8 +10,10 @@ use tokio::sync::oneshot;
 
 impl EmbeddedLog {
     pub(super) async fn append_audit_record(&self, record: &AuditRecord) -> Result<u64, AppendError> {
+        let bytes = record.encode();
+        super::fits(&[], bytes.len())?;
         let (reply, answer) = oneshot::channel();
-        let request = Request::Audit(AuditRequest { bytes: record.encode(), reply });
+        let request = Request::Audit(AuditRequest { bytes, reply });
         self.inner.requests.send(request).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }

@@ -302,16 +302,21 @@ impl Preallocator {
         }
     }
 
+    /// Waits for the zeroing under way, if any.
+    pub async fn finish(&self) {
+        let job = self.job.lock().expect("not poisoned").take();
+        if let Some(job) = job {
+            let _ = job.await;
+        }
+    }
+
     /// Called before writing the bytes up to `end`: waits while they are being zeroed, and starts zeroing
     /// the next chunk once less than half of one is left. Writing past the zeros is correct, only slower
     /// (the flush then writes the file's size too).
     pub async fn before_write(&self, end: u64) {
         let ready = self.ready.load(Ordering::Acquire);
         if end > ready && self.running.load(Ordering::Acquire) {
-            let job = self.job.lock().expect("not poisoned").take();
-            if let Some(job) = job {
-                let _ = job.await;
-            }
+            self.finish().await;
         }
         let ready = self.ready.load(Ordering::Acquire);
         // Grow by half the file, from 1 MiB to 64 MiB, so that a small log stays small.
