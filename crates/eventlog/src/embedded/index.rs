@@ -10,9 +10,11 @@ use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 
 /// Where each position's record is (`locs[position - 1]`). A position the file lacks (a record removed by
-/// hand) is a hole, which reads skip and `rectify audit verify` names.
+/// hand) is a hole, which reads skip and `rectify audit verify` names: [`HOLE`], as no record has length 0.
 #[derive(Default)]
-pub(super) struct Locations(Vec<Option<Loc>>);
+pub(super) struct Locations(Vec<Loc>);
+
+const HOLE: Loc = Loc { offset: 0, len: 0 };
 
 impl Locations {
     /// Records `position` at `loc`; positions must grow.
@@ -21,8 +23,8 @@ impl Locations {
         if position <= last {
             return Err(format!("position {position} follows position {last}"));
         }
-        self.0.resize((position - 1) as usize, None);
-        self.0.push(Some(loc));
+        self.0.resize((position - 1) as usize, HOLE);
+        self.0.push(loc);
         Ok(())
     }
 
@@ -33,7 +35,7 @@ impl Locations {
 
     pub fn get(&self, position: u64) -> Option<Loc> {
         let i = usize::try_from(position.checked_sub(1)?).ok()?;
-        self.0.get(i).copied().flatten()
+        self.0.get(i).copied().filter(|loc| *loc != HOLE)
     }
 
     /// The records of up to `max` positions from `from` to `to`, holes left out.
@@ -99,5 +101,35 @@ impl Index {
     pub fn command_candidate(&self, command_id: &str) -> Option<u64> {
         let collided = self.collided.get(command_id);
         collided.or_else(|| self.commands.get(&self.hasher.hash_one(command_id))).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_grow_holes_are_skipped_and_command_ids_confirmed_by_position() {
+        let loc = |offset| Loc { offset, len: 10 };
+        let mut commits = Locations::default();
+        commits.push(1, loc(8)).unwrap();
+        commits.push(3, loc(18)).unwrap();
+        assert_eq!(commits.get(2), None, "a hole");
+        assert_eq!(commits.range(1, 9, 10), [(1, loc(8)), (3, loc(18))]);
+        assert_eq!(commits.range(1, 9, 1), [(1, loc(8))]);
+        assert!(commits.push(3, loc(28)).is_err() && commits.push(2, loc(28)).is_err(), "positions only grow");
+
+        let mut index = Index::default();
+        index.add_commit(loc(8), "P520102-a", "cmd-1", Mark { position: 1, version: 1 }).unwrap();
+        index.add_commit(loc(18), "P520102-a", "cmd-2", Mark { position: 2, version: 2 }).unwrap();
+        assert_eq!(index.head("P520102-a"), Some(Mark { position: 2, version: 2 }));
+        assert_eq!(index.positions("P520102-a"), [1, 2]);
+        assert_eq!((index.command_candidate("cmd-2"), index.command_candidate("cmd-3")), (Some(2), None));
+
+        // An id whose hash another id already has is kept by its text.
+        let hash = index.hasher.hash_one("cmd-4");
+        index.commands.insert(hash, 1);
+        index.add_commit(loc(28), "P520102-b", "cmd-4", Mark { position: 3, version: 1 }).unwrap();
+        assert_eq!(index.command_candidate("cmd-4"), Some(3));
     }
 }
