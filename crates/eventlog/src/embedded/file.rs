@@ -326,10 +326,10 @@ impl Preallocator {
             let (file, direct) = (self.file.clone(), self.direct.clone());
             let (ready, running) = (self.ready.clone(), self.running.clone());
             let job = tokio::task::spawn_blocking(move || {
-                let zeroed = match &direct {
-                    Some(direct) => zero_direct(&file, direct, start, start + chunk),
-                    None => zero(&file, start, start + chunk),
-                };
+                // A file system may take `O_DIRECT` at open and refuse its writes: then through the cache.
+                let zeroed = direct
+                    .and_then(|direct| zero_direct(&file, &direct, start, start + chunk).ok())
+                    .map_or_else(|| zero(&file, start, start + chunk), Ok);
                 match zeroed.and_then(|()| file.sync_data()) {
                     Ok(()) => ready.store(start + chunk, Ordering::Release),
                     // The appends then write past the zeros; a full disk fails them on their own.
