@@ -286,8 +286,12 @@ pub(super) struct Preallocator {
 
 /// `O_DIRECT` writes start and end on this boundary and come from memory aligned to it.
 const DIRECT_ALIGN: usize = 4096;
-/// One `O_DIRECT` write: small enough for an append's write to get in between.
-const DIRECT_WRITE: usize = 1 << 20;
+/// One `O_DIRECT` write: small enough for an append's write and flush to get in between (an append waits
+/// behind at most one)…
+const DIRECT_WRITE: usize = 256 << 10;
+/// …and a pause after each, so that the zeros take at most a share of the disk (here up to 128 MB/s, far
+/// ahead of what the appends use).
+const DIRECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Preallocator {
     pub fn new(file: Arc<File>, path: &std::path::Path, file_len: u64) -> Preallocator {
@@ -356,6 +360,7 @@ fn zero_direct(file: &File, direct: &File, from: u64, to: u64) -> io::Result<()>
         let n = block.len().min((to_aligned - at) as usize);
         direct.write_all_at(&block[..n], at)?;
         at += n as u64;
+        std::thread::sleep(DIRECT_PAUSE);
     }
     zero(file, to_aligned.max(aligned), to)
 }
