@@ -281,6 +281,8 @@ pub(super) struct Preallocator {
     /// Bytes below this are in the file (zeros where nothing was appended).
     ready: Arc<AtomicU64>,
     running: Arc<AtomicBool>,
+    /// The writer waits for the zeroing under way: no more pauses.
+    hurry: Arc<AtomicBool>,
     job: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -289,8 +291,8 @@ const DIRECT_ALIGN: usize = 4096;
 /// One `O_DIRECT` write: small enough for an append's write and flush to get in between (an append waits
 /// behind at most one)…
 const DIRECT_WRITE: usize = 256 << 10;
-/// …and a pause after each, so that the zeros take at most a share of the disk (here up to 128 MB/s, far
-/// ahead of what the appends use).
+/// …and a pause after each, so that the zeros take at most a share of the disk (up to 128 MB/s, ahead of
+/// what the appends use but at full speed), unless the writer is already waiting for them.
 const DIRECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Preallocator {
@@ -302,6 +304,7 @@ impl Preallocator {
             direct,
             ready: Arc::new(AtomicU64::new(file_len)),
             running: Arc::new(AtomicBool::new(false)),
+            hurry: Arc::new(AtomicBool::new(false)),
             job: Mutex::new(None),
         }
     }
@@ -320,6 +323,7 @@ impl Preallocator {
     pub async fn before_write(&self, end: u64) {
         let ready = self.ready.load(Ordering::Acquire);
         if end > ready && self.running.load(Ordering::Acquire) {
+            self.hurry.store(true, Ordering::Release);
             self.finish().await;
         }
         let ready = self.ready.load(Ordering::Acquire);
@@ -328,11 +332,12 @@ impl Preallocator {
         if ready < end + chunk / 2 && !self.running.swap(true, Ordering::AcqRel) {
             let start = ready.max(end);
             let (file, direct) = (self.file.clone(), self.direct.clone());
-            let (ready, running) = (self.ready.clone(), self.running.clone());
+            let (ready, running, hurry) = (self.ready.clone(), self.running.clone(), self.hurry.clone());
+            hurry.store(false, Ordering::Release);
             let job = tokio::task::spawn_blocking(move || {
                 // A file system may take `O_DIRECT` at open and refuse its writes: then through the cache.
                 let zeroed = direct
-                    .and_then(|direct| zero_direct(&file, &direct, start, start + chunk).ok())
+                    .and_then(|direct| zero_direct(&file, &direct, start, start + chunk, &hurry).ok())
                     .map_or_else(|| zero(&file, start, start + chunk), Ok);
                 match zeroed.and_then(|()| file.sync_data()) {
                     Ok(()) => ready.store(start + chunk, Ordering::Release),
@@ -347,7 +352,7 @@ impl Preallocator {
 }
 
 /// Writes zeros over `from..to`: up to the first aligned offset through `file`, the rest through `direct`.
-fn zero_direct(file: &File, direct: &File, from: u64, to: u64) -> io::Result<()> {
+fn zero_direct(file: &File, direct: &File, from: u64, to: u64, hurry: &AtomicBool) -> io::Result<()> {
     let align = DIRECT_ALIGN as u64;
     let aligned = from.div_ceil(align) * align;
     zero(file, from, aligned.min(to))?;
@@ -360,7 +365,9 @@ fn zero_direct(file: &File, direct: &File, from: u64, to: u64) -> io::Result<()>
         let n = block.len().min((to_aligned - at) as usize);
         direct.write_all_at(&block[..n], at)?;
         at += n as u64;
-        std::thread::sleep(DIRECT_PAUSE);
+        if !hurry.load(Ordering::Acquire) {
+            std::thread::sleep(DIRECT_PAUSE);
+        }
     }
     zero(file, to_aligned.max(aligned), to)
 }

@@ -5,7 +5,7 @@
 
 use super::Mark;
 use super::file::Loc;
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 
