@@ -19,7 +19,7 @@ use tokio::sync::watch;
 /// Which event log the service runs on.
 #[derive(Debug, Clone)]
 pub enum Backend {
-    /// The embedded sled log under `<data dir>/log` (one node, no server).
+    /// The embedded log under `<data dir>/log` (one node, no server).
     Embedded,
     /// A NATS JetStream server or cluster; `replicas` > 1 needs a cluster of nats-server ≥ 2.9.21.
     Nats { url: String, replicas: usize },

@@ -99,7 +99,7 @@ impl Builder {
     }
 }
 
-/// Copies directory `from` (a closed sled database) into `to`.
+/// Copies directory `from` (a closed log or views) into `to`.
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -114,8 +114,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the log of `dir` (a handle closed just before may still hold sled's lock for a moment:
-/// `EmbeddedLog::open` waits for it).
+/// Opens the log of `dir`.
 fn open_log(dir: &Path) -> anyhow::Result<EmbeddedLog> {
     Ok(EmbeddedLog::open(dir)?)
 }
@@ -204,7 +203,7 @@ async fn serve_peak_rss(data_dir: &Path, head: u64) -> anyhow::Result<f64> {
         None,
         "bench",
     )?;
-    // sled lets go of a directory's lock shortly after its last handle is dropped.
+    // sled lets go of the views' lock shortly after their last handle is dropped.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let exe = std::env::current_exe().context("the rectify binary")?;
     let mut child = std::process::Command::new(exe)
