@@ -129,22 +129,20 @@ impl EmbeddedLog {
     /// Panics outside a tokio runtime. The file is locked: one process, one open log per directory.
     pub fn open(dir: &Path) -> Result<EmbeddedLog, OpenError> {
         let storage = |source| OpenError::Storage { path: dir.to_owned(), source };
+        let opening = |e| match e {
+            file::Error::Io(source) => storage(source),
+            file::Error::Corrupt(reason) => OpenError::Corrupt { path: dir.to_owned(), reason },
+        };
         let path = dir.join(file::NAME);
         if !path.exists() {
-            import::create(dir).map_err(|e| match e {
-                import::Error::Io(source) => storage(source),
-                import::Error::Corrupt(reason) => OpenError::Corrupt { path: dir.to_owned(), reason },
-            })?;
+            import::create(dir).map_err(opening)?;
         }
         let file = File::options().read(true).write(true).open(&path).map_err(storage)?;
         fs2::FileExt::try_lock_exclusive(&file).map_err(|e| {
             storage(io::Error::new(e.kind(), format!("{} is locked by another open log: {e}", path.display())))
         })?;
         let mut index = Index::default();
-        let end = file::scan(&file, |loc, record| index.add(loc, record)).map_err(|e| match e {
-            file::ScanError::Io(source) => storage(source),
-            file::ScanError::Corrupt(reason) => OpenError::Corrupt { path: path.clone(), reason },
-        })?;
+        let end = file::scan(&file, |loc, record| index.add(loc, record)).map_err(opening)?;
         let file_len = file.metadata().map_err(storage)?.len();
         let (head, audit_head) = (index.commits.last(), index.audit.last());
         let file = Arc::new(file);

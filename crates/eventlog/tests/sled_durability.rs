@@ -5,45 +5,28 @@
 //! vendored sled calls `fdatasync` in a flush (vendor/sled/RECTIFY.md). A power loss cannot be staged in a
 //! test, so this one watches the system calls of a flush with `strace` (`.ci/run` installs it).
 
-use std::process::{Command, Stdio};
-
-/// Set in the traced child: the database directory.
-const CHILD: &str = "RECTIFY_SLED_FLUSH_CHILD";
-const NAME: &str = "a_flush_fdatasyncs_the_database_file_before_it_returns";
-const FLUSHING: &str = "flush starts";
-const FLUSHED: &str = "flush returned";
+#[path = "support/traced.rs"]
+mod traced;
 
 #[test]
 fn a_flush_fdatasyncs_the_database_file_before_it_returns() {
-    if let Some(dir) = std::env::var_os(CHILD) {
+    if let Some(dir) = traced::child_dir() {
         // No periodic flusher: its own fsync must not stand in for the flush's.
         let db = sled::Config::new().path(&dir).flush_every_ms(None).open().unwrap();
         db.insert(b"key", vec![7u8; 1000]).unwrap();
-        println!("{FLUSHING}");
+        println!("{}", traced::START);
         futures::executor::block_on(db.flush_async()).unwrap();
-        println!("{FLUSHED}");
+        println!("{}", traced::END);
         return;
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let (db, trace) = (dir.path().join("db"), dir.path().join("trace"));
-    let status = Command::new("strace")
-        .args(["-f", "-y", "-qq", "-e", "trace=fdatasync,fsync,write", "-o"])
-        .arg(&trace)
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
-        .env(CHILD, &db)
-        .stdout(Stdio::null())
-        .status()
-        .expect("running strace (.ci/run installs it)");
-    assert!(status.success(), "the traced flush failed");
-
-    let trace = std::fs::read_to_string(&trace).unwrap();
-    let (start, end) = (trace.find(FLUSHING).expect("first marker"), trace.find(FLUSHED).expect("second marker"));
+    let db = dir.path().join("db");
+    let trace = traced::trace("a_flush_fdatasyncs_the_database_file_before_it_returns", &db, "fdatasync,fsync");
     // `-y` prints each descriptor with its path: `fdatasync(5</tmp/…/db/db>) = 0`.
     let file = format!("<{}>)", db.join("db").display());
-    let synced = trace[start..end]
+    let synced = trace
         .lines()
         .any(|l| (l.contains("fdatasync(") || l.contains("fsync(")) && l.contains(&file) && l.ends_with("= 0"));
-    assert!(synced, "the flush returned without an fdatasync of {file}:\n{}", &trace[start..end]);
+    assert!(synced, "the flush returned without an fdatasync of {file}:\n{}", &trace);
 }

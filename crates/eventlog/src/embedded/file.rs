@@ -179,28 +179,28 @@ fn string(bytes: &[u8]) -> Option<(&str, &[u8])> {
     Some((s, &bytes[2 + len..]))
 }
 
-/// Why opening the file failed.
+/// Why the file could not be created or opened.
 #[derive(Debug)]
-pub(super) enum ScanError {
+pub(super) enum Error {
     Io(io::Error),
     /// The file is not this log's, or holds damage that is not a torn last write.
     Corrupt(String),
 }
 
-impl From<io::Error> for ScanError {
-    fn from(e: io::Error) -> ScanError {
-        ScanError::Io(e)
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Error {
+        Error::Io(e)
     }
 }
 
 /// Reads every record of `file` in order, handing each to `each` with its location, and returns where
 /// the next record goes. A torn last write is zeroed (and made durable) first; see the module docs.
-pub(super) fn scan(file: &File, mut each: impl FnMut(Loc, Parsed<'_>) -> Result<(), String>) -> Result<u64, ScanError> {
+pub(super) fn scan(file: &File, mut each: impl FnMut(Loc, Parsed<'_>) -> Result<(), String>) -> Result<u64, Error> {
     let file_len = file.metadata()?.len();
     let mut magic = [0; MAGIC.len()];
     file.read_exact_at(&mut magic, 0)?;
     if &magic != MAGIC {
-        return Err(ScanError::Corrupt(format!("the file does not start with {MAGIC:?}")));
+        return Err(Error::Corrupt(format!("the file does not start with {MAGIC:?}")));
     }
     let (mut buf, mut buf_start) = (Vec::new(), MAGIC.len() as u64);
     let mut at = buf_start;
@@ -210,7 +210,7 @@ pub(super) fn scan(file: &File, mut each: impl FnMut(Loc, Parsed<'_>) -> Result<
         match next {
             Next::Record(record) => {
                 let loc = Loc { offset: at, len: record.len as u32 };
-                each(loc, record).map_err(|reason| ScanError::Corrupt(format!("at byte {at}: {reason}")))?;
+                each(loc, record).map_err(|reason| Error::Corrupt(format!("at byte {at}: {reason}")))?;
                 at += record.len as u64;
             }
             Next::Short if at + (buf.len() - from) as u64 >= file_len => break "a record cut short",
@@ -233,7 +233,7 @@ pub(super) fn scan(file: &File, mut each: impl FnMut(Loc, Parsed<'_>) -> Result<
 
 /// Checks that only zeros, or a torn write within [`TORN_WINDOW`], follow the last record at `end`, and
 /// zeroes the torn write.
-fn end_at(file: &File, end: u64, file_len: u64, stopped: &str) -> Result<(), ScanError> {
+fn end_at(file: &File, end: u64, file_len: u64, stopped: &str) -> Result<(), Error> {
     let mut last_nonzero = None;
     let mut block = vec![0; SCAN_READ];
     let mut at = end;
@@ -247,7 +247,7 @@ fn end_at(file: &File, end: u64, file_len: u64, stopped: &str) -> Result<(), Sca
     }
     let Some(last) = last_nonzero else { return Ok(()) };
     if last >= end + TORN_WINDOW {
-        return Err(ScanError::Corrupt(format!(
+        return Err(Error::Corrupt(format!(
             "{stopped} at byte {end}, but byte {last} is written: records after it would be lost"
         )));
     }

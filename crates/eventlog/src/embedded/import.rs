@@ -8,7 +8,7 @@
 //!
 //! [`AuditRecord::encode`]: rectify_domain::audit::AuditRecord::encode
 
-use super::file::{self, CommitMeta, Kind};
+use super::file::{self, CommitMeta, Error, Kind};
 use rectify_domain::Commit;
 use std::fs::File;
 use std::io::{self, Write};
@@ -19,17 +19,6 @@ const IMPORTED: &str = "sled-imported";
 /// The files sled keeps in its directory.
 fn is_sled_file(name: &str) -> bool {
     matches!(name, "conf" | "db" | "blobs") || name.starts_with("snap.")
-}
-
-pub(super) enum Error {
-    Io(io::Error),
-    Corrupt(String),
-}
-
-impl From<io::Error> for Error {
-    fn from(e: io::Error) -> Error {
-        Error::Io(e)
-    }
 }
 
 /// Creates the log's file in `dir` (and `dir` itself): empty, or with the records of an earlier version's
