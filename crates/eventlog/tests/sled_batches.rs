@@ -10,13 +10,9 @@ const KEYS: u32 = 5_000;
 
 fn open(dir: &std::path::Path) -> sled::Db {
     // 64 KiB of cache: nearly every page a batch touches is evicted while the batch goes on.
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(64 << 10)
-        .segment_size(64 << 10)
-        .flush_every_ms(Some(1))
-        .open()
-        .unwrap()
+    // `sled_open` waits for the lock of the handle dropped just before reopening (sled's threads hold it).
+    let config = sled::Config::new().path(dir).cache_capacity(64 << 10).segment_size(64 << 10).flush_every_ms(Some(1));
+    rectify_eventlog::sled_open::open(&config).unwrap()
 }
 
 fn value(round: u32, k: u32) -> Vec<u8> {
