@@ -650,8 +650,13 @@ impl Writer {
                     self.audit_next += audits.len() as u64;
                 }
                 Err(e) => {
-                    // Nothing of the batch is indexed; the next batch writes over what reached the file.
+                    // Nothing of the batch is indexed, and the next batch writes from the same offset. What
+                    // reached the file may hold whole records, which an open would take for acknowledged
+                    // ones: zero it (blocks that were written exist, so this works on a full disk too).
                     tracing::error!(error = %e, appends = requests.len(), "embedded event log: batch write failed");
+                    if let Err(e) = file::zero(&self.shared.file, self.end, end) {
+                        tracing::error!(error = %e, "embedded event log: could not zero a failed write");
+                    }
                     let failure = storage_write("writing a batch", &e);
                     answers.iter_mut().for_each(|a| *a = Err(failure.clone()));
                     audit_answers.iter_mut().for_each(|a| *a = Err(failure.clone()));

@@ -258,7 +258,7 @@ fn end_at(file: &File, end: u64, file_len: u64, stopped: &str) -> Result<(), Err
 }
 
 /// Writes zeros over `from..to`.
-fn zero(file: &File, from: u64, to: u64) -> io::Result<()> {
+pub(super) fn zero(file: &File, from: u64, to: u64) -> io::Result<()> {
     let block = vec![0; SCAN_READ];
     let mut at = from;
     while at < to {
