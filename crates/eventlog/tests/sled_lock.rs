@@ -1,5 +1,6 @@
-//! The embedded log and the views are two sled databases in one process: a batch applied to one must not
-//! stop the readers of the other (vendor/sled/RECTIFY.md; upstream sled shares one lock between them).
+//! Two sled databases in one process (the views of `rectify rebuild` beside the current ones, the bench's
+//! replay beside the views): a batch applied to one must not stop the readers of the other
+//! (vendor/sled/RECTIFY.md; upstream sled shares one lock between them).
 
 use std::sync::mpsc;
 use std::time::Duration;
