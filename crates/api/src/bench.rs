@@ -457,7 +457,6 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
     settle(&bench.dir.join("w1"));
     if wanted(2) {
         rows.extend(log::embedded(&bench).await?);
-        settle(&bench.dir.join("w2"));
     }
     if wanted(4) || wanted(5) {
         rows.extend(http::run(&bench, wanted(4), wanted(5)).await?);
