@@ -161,7 +161,7 @@ impl EmbeddedLog {
             audit_next: audit_head + 1,
             unflushed: false,
             reserve: reserve::Reserve::of(dir),
-            grow: file::Preallocator::new(file, &path, end, file_len),
+            grow: file::Preallocator::new(file, &path, file_len),
         };
         tokio::spawn(writer.run(queue));
         tracing::debug!(path = %dir.display(), head, "opened the embedded event log");

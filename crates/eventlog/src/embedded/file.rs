@@ -297,32 +297,19 @@ const DIRECT_WRITE: usize = 256 << 10;
 const DIRECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Preallocator {
-    /// A preallocator of the file at `path` (open as `file`), whose records end at `end` and whose zeros
-    /// go on to `file_len`. Those zeros are read into the page cache first (see [`cache`]).
-    pub fn new(file: Arc<File>, path: &std::path::Path, end: u64, file_len: u64) -> Preallocator {
+    /// A preallocator of the file at `path` (open as `file`), `file_len` bytes long. (The zeros already in
+    /// it are in the page cache: [`scan`] read them at open.)
+    pub fn new(file: Arc<File>, path: &std::path::Path, file_len: u64) -> Preallocator {
         use std::os::unix::fs::OpenOptionsExt;
         let direct = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok().map(Arc::new);
-        let grow = Preallocator {
+        Preallocator {
             file,
             direct,
             ready: Arc::new(AtomicU64::new(file_len)),
             running: Arc::new(AtomicBool::new(false)),
             hurry: Arc::new(AtomicBool::new(false)),
             job: Mutex::new(None),
-        };
-        if grow.direct.is_none() || end >= file_len {
-            return grow;
         }
-        grow.running.store(true, Ordering::Release);
-        let (file, running, hurry) = (grow.file.clone(), grow.running.clone(), grow.hurry.clone());
-        let job = tokio::task::spawn_blocking(move || {
-            if let Err(e) = cache(&file, end, file_len, &hurry) {
-                tracing::warn!(error = %e, "embedded event log: could not read the file's zeros ahead");
-            }
-            running.store(false, Ordering::Release);
-        });
-        *grow.job.lock().expect("not poisoned") = Some(job);
-        grow
     }
 
     /// Waits for the zeroing under way, if any, without its pauses.
@@ -373,9 +360,9 @@ impl Preallocator {
 
 /// Reads `from..to` through the page cache, pausing like the zeroing. An append that writes part of a page
 /// the cache has not got must first read that page from disk, and waits for the read (one per group commit
-/// measured: most of the writer's waits in `bench --only 4`); zeros written with `O_DIRECT`, or left by an
-/// earlier process, are not in the cache. Stops when the writer waits for this job (to grow the file, or to
-/// close): the writer then reads what it needs itself, rather than wait for all of it.
+/// measured: most of the writer's waits in `bench --only 4`), and zeros written with `O_DIRECT` are not in
+/// the cache. Stops when the writer waits for this job (to grow the file, or to close): the writer then
+/// reads what it needs itself, rather than wait for all of it.
 fn cache(file: &File, from: u64, to: u64, hurry: &AtomicBool) -> io::Result<()> {
     let mut block = vec![0u8; DIRECT_WRITE];
     let mut at = from;
@@ -486,7 +473,7 @@ mod tests {
     async fn appends_into_the_zeros_read_nothing_from_disk() {
         let (dir, file) = file_with(&[], &[]);
         let (file, start) = (Arc::new(file), MAGIC.len() as u64);
-        let grow = Preallocator::new(file.clone(), &dir.path().join(NAME), start, start);
+        let grow = Preallocator::new(file.clone(), &dir.path().join(NAME), start);
         grow.before_write(start + 1).await;
         // The job to its end (`finish` would cut the reading short, as the writer does when it waits).
         let job = grow.job.lock().unwrap().take().expect("the first chunk is being made");
