@@ -115,6 +115,8 @@ struct Shared {
     index: RwLock<Index>,
     /// The last flushed audit position (the writer publishes it; readers see nothing past it).
     audit_published: AtomicU64,
+    /// Called before each write of commits (see [`EventLog::before_commit_writes`]).
+    before_write: std::sync::OnceLock<crate::BeforeWrite>,
 }
 
 impl fmt::Debug for EmbeddedLog {
@@ -150,6 +152,7 @@ impl EmbeddedLog {
             file: file.clone(),
             index: RwLock::new(index),
             audit_published: AtomicU64::new(audit_head),
+            before_write: std::sync::OnceLock::new(),
         });
         let (head_tx, head_rx) = watch::channel(head);
         let (requests, queue) = mpsc::channel(QUEUE);
@@ -414,6 +417,10 @@ impl EventLog for EmbeddedLog {
         true
     }
 
+    fn before_commit_writes(&self, hook: crate::BeforeWrite) -> bool {
+        self.inner.shared.before_write.set(hook).is_ok()
+    }
+
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
         let shared = &self.inner.shared;
         let mark = shared.command_mark(&shared.index.read().expect("not poisoned"), command_id)?;
@@ -631,6 +638,10 @@ impl Writer {
             let end = self.end + pending.bytes.len() as u64;
             self.grow.before_write(end).await;
             let written = crate::storage_work(pending.commits.len() + pending.audits.len(), || {
+                match self.shared.before_write.get() {
+                    Some(hook) if !pending.commits.is_empty() => hook()?,
+                    _ => {}
+                }
                 self.shared.file.write_all_at(&pending.bytes, self.end)
             });
             match written {

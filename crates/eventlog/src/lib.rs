@@ -160,6 +160,9 @@ impl ReadError {
     }
 }
 
+/// What a log calls before it writes commits (see [`EventLog::before_commit_writes`]); an error stops the write.
+pub type BeforeWrite = std::sync::Arc<dyn Fn() -> std::io::Result<()> + Send + Sync>;
+
 /// The append-only log every Rectify process shares.
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
@@ -210,6 +213,16 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The position of the last audit record (0 when there is none).
     async fn audit_head(&self) -> Result<u64, ReadError>;
+
+    /// Asks the log to call `hook` before every write of commits to its storage, once per batch: a caller
+    /// that must record what it is about to append before the log holds it (the seal journal) can then
+    /// write its records of a whole batch at once instead of one by one. `hook` sees every append whose
+    /// call began before the write; if it fails, the write does not happen and the batch's appends fail.
+    /// False if the log cannot (it writes elsewhere, or a hook is already set): the caller then records
+    /// before each append.
+    fn before_commit_writes(&self, _hook: BeforeWrite) -> bool {
+        false
+    }
 
     /// Tells listeners outside the process that the views changed (`payload` is JSON). The JetStream backend
     /// publishes it on core NATS subject [`VIEWS_CHANGED`] for external dashboards; by default nobody is told.

@@ -3,7 +3,9 @@
 //!
 //! [`SealingLog`] wraps the event log the pipeline appends through:
 //! 1. before an append it writes an *intent* line (the commit's last hash and stream) to the journal
-//!    `DATA/audit/journal` — a plain `write(2)`, no fsync, so it survives a crash of the process;
+//!    `DATA/audit/journal` — a plain `write(2)`, no fsync, so it survives a crash of the process. A log
+//!    that offers it ([`EventLog::before_commit_writes`], the embedded one) writes the intents of a whole
+//!    batch at once, just before the batch's own write; otherwise each append writes its own;
 //! 2. after a successful append it hands the position and leaf to the [`Sealer`] task and returns.
 //!
 //! The task collects appended commits and seals them every [`SEAL_INTERVAL`] or [`SEAL_MAX`] commits,
@@ -37,6 +39,9 @@ pub const SEAL_MAX: usize = 512;
 /// The journal is rewritten with only the open intents once it grows past this: ~75,000 commits (a line
 /// of ~220 bytes each), so that a start after a crash reads at most this much.
 const JOURNAL_COMPACT_BYTES: u64 = 16 << 20;
+/// Intents waiting for the log's next write are written at once past this size (a log that refuses
+/// commands before writing them never asks for them).
+const UNWRITTEN_MAX: usize = 256 << 10;
 /// Intents whose append outcome is unknown (the log did not answer) are looked up on the log after this.
 const UNKNOWN_AFTER: Duration = Duration::from_secs(30);
 
@@ -65,18 +70,20 @@ struct Written {
     open: foldhash::HashMap<String, Open>,
     /// While a compaction writes its copy of the open intents: the lines written since it took them.
     since_copy: Option<Vec<u8>>,
+    /// Intent lines the log writes (see [`Written::flush`]) before the commits they announce; `None` when
+    /// the log cannot, and each intent is written before its append.
+    unwritten: Option<Vec<u8>>,
 }
 
 impl Written {
     /// Appends one line with one `write(2)` (and to a compaction's record of later lines). A line the disk
     /// had no room for is cut off again, so that it cannot swallow the next line when a reader splits the
     /// file into lines.
-    fn write(&mut self, line: &Line) -> std::io::Result<()> {
-        let bytes = line_bytes(line);
-        let result = match self.file.write(&bytes) {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let result = match self.file.write(bytes) {
             Ok(n) if n == bytes.len() => {
                 if let Some(later) = &mut self.since_copy {
-                    later.extend_from_slice(&bytes);
+                    later.extend_from_slice(bytes);
                 }
                 return Ok(());
             }
@@ -90,6 +97,30 @@ impl Written {
             tracing::error!(%error, "cannot write the seal journal");
         }
         result
+    }
+
+    /// Records an intent: now, or with the next [`Written::flush`].
+    fn intend(&mut self, line: &[u8]) -> std::io::Result<()> {
+        match &mut self.unwritten {
+            Some(unwritten) => {
+                unwritten.extend_from_slice(line);
+                if unwritten.len() > UNWRITTEN_MAX { self.flush() } else { Ok(()) }
+            }
+            None => self.write(line),
+        }
+    }
+
+    /// Writes the intents not written yet with one `write(2)`; on failure they stay for the next try.
+    fn flush(&mut self) -> std::io::Result<()> {
+        let Some(lines) = self.unwritten.as_mut().map(std::mem::take) else { return Ok(()) };
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let written = self.write(&lines);
+        if written.is_err() {
+            self.unwritten = Some(lines);
+        }
+        written
     }
 }
 
@@ -196,9 +227,17 @@ impl Sealer {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join("journal");
         let unsealed = recover_journal(&path)?;
-        let written =
-            Written { file: Journal::open_append(&path)?, open: foldhash::HashMap::default(), since_copy: None };
+        let written = Written {
+            file: Journal::open_append(&path)?,
+            open: foldhash::HashMap::default(),
+            since_copy: None,
+            unwritten: None,
+        };
         let journal = Arc::new(Journal { written: Mutex::new(written), path: path.clone() });
+        let flushed_by_log = journal.clone();
+        if log.before_commit_writes(Arc::new(move || flushed_by_log.lock().flush())) {
+            journal.lock().unwritten = Some(Vec::new());
+        }
         let interval = std::env::var("RECTIFY_SEAL_INTERVAL_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -236,8 +275,9 @@ impl Sealer {
     fn intend(&self, commit: &Commit) -> std::io::Result<()> {
         let hash = commit.last_hash().to_owned();
         let stream = commit.stream().clone();
+        let line = line_bytes(&Line::Intent { hash: hash.clone(), stream: stream.to_string() });
         let mut written = self.journal.lock();
-        written.write(&Line::Intent { hash: hash.clone(), stream: stream.to_string() })?;
+        written.intend(&line)?;
         written.open.insert(hash, Open { stream, since: Instant::now() });
         Ok(())
     }
@@ -440,7 +480,7 @@ impl Task {
                 let big = {
                     let mut written = self.journal.lock();
                     // Unwritten, the intents stay open in the journal and are sealed again after a restart.
-                    let _ = written.write(&Line::Sealed { hashes });
+                    let _ = written.write(&line_bytes(&Line::Sealed { hashes }));
                     written.file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false)
                 };
                 // Now, while every appended commit is sealed: the copy keeps only the open intents, and the
@@ -582,7 +622,8 @@ mod tests {
         let copy = journal.begin_copy();
         let during = data::new_problem_commit(&places, "journal", 2);
         sealer.intend(&during).unwrap();
-        journal.lock().write(&Line::Sealed { hashes: vec![commit.last_hash().to_owned()] }).unwrap();
+        journal.lock().flush().unwrap(); // as the log does before it writes the commit
+        journal.lock().write(&line_bytes(&Line::Sealed { hashes: vec![commit.last_hash().to_owned()] })).unwrap();
         let tmp = journal.path.with_extension("tmp");
         Journal::write_copy(&tmp, &copy).unwrap();
         journal.finish_copy(&tmp).unwrap();
@@ -593,7 +634,43 @@ mod tests {
         // And the journal goes on in the new file.
         let after = data::new_problem_commit(&places, "journal", 3);
         sealer.intend(&after).unwrap();
+        journal.lock().flush().unwrap();
         assert!(recover_journal(&journal.path).unwrap().contains_key(after.last_hash()));
+
+        sealer.finish().await;
+        task.await.unwrap();
+        log.close().await;
+    }
+
+    fn journal_text(sealer: &Sealer) -> String {
+        std::fs::read_to_string(&sealer.journal.path).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_embedded_log_writes_the_intents_just_before_the_commits_they_announce() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(&dir.path().join("log")).unwrap();
+        let (sealer, _, task) = Sealer::start(&Settings::new(dir.path()), Arc::new(log.clone())).await.unwrap();
+        let sealing = SealingLog::new(Arc::new(log.clone()), sealer.clone());
+        let places = data::places(&crate::regions::Regions::guizhou());
+
+        // Journaled but not written yet: the log's next write of commits writes it first.
+        let waiting = data::new_problem_commit(&places, "grouped", 1);
+        sealer.intend(&waiting).unwrap();
+        assert!(!journal_text(&sealer).contains(waiting.last_hash()));
+        let appended = data::new_problem_commit(&places, "grouped", 2);
+        sealing.append(&appended, 0).await.unwrap();
+        let text = journal_text(&sealer);
+        for commit in [&waiting, &appended] {
+            assert!(text.contains(&format!(r#"{{"intent":{{"hash":"{}""#, commit.last_hash())), "{text}");
+        }
+
+        // A log that never writes (it refuses every command) does not make the intents pile up in memory.
+        let lines = UNWRITTEN_MAX / line_bytes(&Line::Intent { hash: "0".repeat(64), stream: String::new() }).len();
+        let many: Vec<Commit> = (0..lines as u64).map(|i| data::new_problem_commit(&places, "many", i)).collect();
+        many.iter().for_each(|c| sealer.intend(c).unwrap());
+        assert!(sealer.journal.lock().unwritten.as_ref().unwrap().len() <= UNWRITTEN_MAX);
+        assert!(journal_text(&sealer).contains(many[0].last_hash()));
 
         sealer.finish().await;
         task.await.unwrap();
