@@ -161,7 +161,7 @@ impl Checkpoint {
 /// 64 hex digits as a hash.
 pub fn decode_hash(s: &str) -> Option<Hash> {
     let mut hash = [0; 32];
-    hex::decode_to_slice(s, &mut hash).ok().map(|()| hash)
+    hex_text::decode_to_slice(s, &mut hash).then_some(hash)
 }
 
 /// A dispatch bulletin (定期调度): statistics of a region frozen at a log position, with the signed
