@@ -45,14 +45,14 @@ const UNWRITTEN_MAX: usize = 256 << 10;
 /// Intents whose append outcome is unknown (the log did not answer) are looked up on the log after this.
 const UNKNOWN_AFTER: Duration = Duration::from_secs(30);
 
-/// One journal line.
+/// One journal line (read as owned strings; an intent is written from borrowed ones, once per command).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum Line {
+enum Line<S = String> {
     /// About to append the commit of `stream` whose last event hash is `hash`.
-    Intent { hash: String, stream: String },
+    Intent { hash: S, stream: S },
     /// These intents are sealed.
-    Sealed { hashes: Vec<String> },
+    Sealed { hashes: Vec<S> },
 }
 
 /// The journal, shared by the wrapper (intents, failures) and the task (sealed lines, compaction).
@@ -124,7 +124,7 @@ impl Written {
     }
 }
 
-fn line_bytes(line: &Line) -> Vec<u8> {
+fn line_bytes<S: Serialize>(line: &Line<S>) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(256);
     serde_json::to_writer(&mut bytes, line).expect("journal lines serialize");
     bytes.push(b'\n');
@@ -273,12 +273,11 @@ impl Sealer {
     /// Journals the intent to append `commit`; an error means it must not be appended (a crash could leave
     /// it unsealed for good, which `audit verify` reports as forged).
     fn intend(&self, commit: &Commit) -> std::io::Result<()> {
-        let hash = commit.last_hash().to_owned();
-        let stream = commit.stream().clone();
-        let line = line_bytes(&Line::Intent { hash: hash.clone(), stream: stream.to_string() });
+        let (hash, stream) = (commit.last_hash(), commit.stream());
+        let line = line_bytes(&Line::Intent { hash, stream: stream.as_str() });
         let mut written = self.journal.lock();
         written.intend(&line)?;
-        written.open.insert(hash, Open { stream, since: Instant::now() });
+        written.open.insert(hash.to_owned(), Open { stream: stream.clone(), since: Instant::now() });
         Ok(())
     }
 
