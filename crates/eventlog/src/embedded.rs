@@ -637,6 +637,7 @@ impl Writer {
         if wrote {
             let end = self.end + pending.bytes.len() as u64;
             self.grow.before_write(end).await;
+            file::pad_to_page(&mut pending.bytes, self.end, self.grow.ready());
             let written = crate::storage_work(pending.commits.len() + pending.audits.len(), || {
                 match self.shared.before_write.get() {
                     Some(hook) if !pending.commits.is_empty() => hook()?,

@@ -24,6 +24,11 @@
 //! allocation or file size (one write and one cache flush per group commit). The first `len` of 0 ends
 //! the log.
 //!
+//! A group commit's write ends mid-page, and ext4 reads a page that is not in the page cache from disk
+//! before writing part of it; the zeros ahead, written with `O_DIRECT`, are not in the cache. So a write
+//! goes on with zeros to the end of its last page ([`pad_to_page`]): the next write starts in a cached page,
+//! and none waits for a read.
+//!
 //! # After a crash
 //!
 //! The last writes (at most [`TORN_WINDOW`] bytes) may be on disk in part: they were never acknowledged.
@@ -273,8 +278,7 @@ pub(super) fn zero(file: &File, from: u64, to: u64) -> io::Result<()> {
 ///
 /// Only the writer asks for space, and it never writes into a range being zeroed: it waits for it. The
 /// zeros are written with `O_DIRECT` where the file system allows it: through the page cache, they would
-/// be dirty pages of the log's file, which the next append's `fdatasync` would have to write first. Then
-/// they are read back into the cache, clean ([`cache`]).
+/// be dirty pages of the log's file, which the next append's `fdatasync` would have to write first.
 pub(super) struct Preallocator {
     file: Arc<File>,
     /// The same file opened with `O_DIRECT`, if the file system has it (tmpfs has not).
@@ -312,6 +316,11 @@ impl Preallocator {
         }
     }
 
+    /// Bytes below this are in the file: zeros where nothing was appended.
+    pub fn ready(&self) -> u64 {
+        self.ready.load(Ordering::Acquire)
+    }
+
     /// Waits for the zeroing under way, if any, without its pauses.
     pub async fn finish(&self) {
         self.hurry.store(true, Ordering::Release);
@@ -346,11 +355,6 @@ impl Preallocator {
                     // The appends then write past the zeros; a full disk fails them on their own.
                     Err(e) => tracing::warn!(error = %e, "embedded event log: could not grow the file ahead"),
                 }
-                if direct.is_some()
-                    && let Err(e) = cache(&file, start, start + chunk, &hurry)
-                {
-                    tracing::warn!(error = %e, "embedded event log: could not read the new zeros ahead");
-                }
                 running.store(false, Ordering::Release);
             });
             *self.job.lock().expect("not poisoned") = Some(job);
@@ -358,21 +362,17 @@ impl Preallocator {
     }
 }
 
-/// Reads `from..to` through the page cache, pausing like the zeroing. An append that writes part of a page
-/// the cache has not got must first read that page from disk, and waits for the read (one per group commit
-/// measured: most of the writer's waits in `bench --only 4`), and zeros written with `O_DIRECT` are not in
-/// the cache. Stops when the writer waits for this job (to grow the file, or to close): the writer then
-/// reads what it needs itself, rather than wait for all of it.
-fn cache(file: &File, from: u64, to: u64, hurry: &AtomicBool) -> io::Result<()> {
-    let mut block = vec![0u8; DIRECT_WRITE];
-    let mut at = from;
-    while at < to && !hurry.load(Ordering::Acquire) {
-        let n = block.len().min((to - at) as usize);
-        file.read_exact_at(&mut block[..n], at)?;
-        at += n as u64;
-        std::thread::sleep(DIRECT_PAUSE);
+/// The page size the padding assumes (a larger page only means some writes still read).
+const PAGE: u64 = 4096;
+
+/// Adds zeros to `bytes`, to be written at `at`, up to the end of their last page if the file holds zeros
+/// there anyway (below `zeros_until`), so that the next write starts in a page the cache has.
+pub(super) fn pad_to_page(bytes: &mut Vec<u8>, at: u64, zeros_until: u64) {
+    let end = at + bytes.len() as u64;
+    let page_end = end.div_ceil(PAGE) * PAGE;
+    if page_end <= zeros_until {
+        bytes.resize((page_end - at) as usize, 0);
     }
-    Ok(())
 }
 
 /// Writes zeros over `from..to`: up to the first aligned offset through `file`, the rest through `direct`.
@@ -472,17 +472,18 @@ mod tests {
     #[tokio::test]
     async fn appends_into_the_zeros_read_nothing_from_disk() {
         let (dir, file) = file_with(&[], &[]);
-        let (file, start) = (Arc::new(file), MAGIC.len() as u64);
-        let grow = Preallocator::new(file.clone(), &dir.path().join(NAME), start);
-        grow.before_write(start + 1).await;
-        // The job to its end (`finish` would cut the reading short, as the writer does when it waits).
-        let job = grow.job.lock().unwrap().take().expect("the first chunk is being made");
-        job.await.unwrap();
-        // Writes of part of a page each, as the writer's group commits are; on this (test) thread, whose
-        // storage reads are counted apart from the other tests'.
+        let (file, mut at) = (Arc::new(file), MAGIC.len() as u64);
+        let grow = Preallocator::new(file.clone(), &dir.path().join(NAME), at);
+        grow.before_write(at + 1).await;
+        grow.finish().await;
+        // Writes ending mid-page, as the writer's group commits do, padded as it pads them; on this (test)
+        // thread, whose storage reads are counted apart from the other tests'.
         let before = storage_reads();
-        for i in 0..100 {
-            file.write_all_at(&[1; 1000], start + i * 1000).unwrap();
+        for _ in 0..100 {
+            let mut bytes = vec![1; 1000];
+            pad_to_page(&mut bytes, at, grow.ready());
+            file.write_all_at(&bytes, at).unwrap();
+            at += 1000;
         }
         assert_eq!(storage_reads() - before, 0, "appends read pages of the file from disk first");
     }
