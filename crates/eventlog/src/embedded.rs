@@ -816,6 +816,35 @@ mod tests {
         assert!(matches!(first, Err(ReadError::Corrupt { position, .. }) if position == appended.position));
     }
 
+    #[tokio::test]
+    async fn a_failing_hook_before_a_write_fails_its_batch_and_writes_nothing() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        let fail = Arc::new(AtomicBool::new(true));
+        let failing = fail.clone();
+        let hook: crate::BeforeWrite = Arc::new(move || match failing.swap(false, Ordering::SeqCst) {
+            true => Err(io::Error::new(io::ErrorKind::StorageFull, "the journal's disk is full")),
+            false => Ok(()),
+        });
+        assert!(log.before_commit_writes(hook));
+        assert!(!log.before_commit_writes(Arc::new(|| Ok(()))), "one hook per log");
+
+        // Refused as the disk's refusal, and nothing of it is in the log (as an open would find it, too).
+        let commit = first_commit("hooked");
+        let refused = log.append(&commit, 0).await;
+        assert!(matches!(refused, Err(AppendError::Disk { .. })), "{refused:?}");
+        assert_eq!(log.head().await.unwrap(), 0);
+        assert_eq!(log.find_command(commit.command_id()).await.unwrap(), None);
+        // The hook's next call succeeds: the same append goes through, at the first position.
+        assert_eq!(log.append(&commit, 0).await.unwrap().position, 1);
+        assert!(!fail.load(Ordering::SeqCst));
+        log.close().await;
+        let reopened = EmbeddedLog::open(dir.path()).unwrap();
+        assert_eq!(reopened.read_from(1, 10).await.unwrap().len(), 1);
+        reopened.close().await;
+    }
+
     /// The embedded log, whose first tail fails after two records (as a lost connection would).
     struct FailsOnce {
         log: EmbeddedLog,
