@@ -1,6 +1,7 @@
 //! The embedded log answers an append only once the write holding it is on disk: a `pwrite` of the batch
 //! to `events.rlog` and then an `fdatasync` of it, both before the answer. A power loss cannot be staged in
 //! a test, so this one watches the system calls of an append with `strace` (`.ci/run` installs it).
+//! And those writes never wait for a read of the file from disk (`embedded/file.rs`, `pad_to_page`).
 
 #[path = "conformance/support.rs"]
 #[allow(dead_code)]
@@ -44,4 +45,37 @@ fn an_append_is_written_and_fdatasynced_before_it_is_answered() {
     assert!(!failed, "a flush failed:\n{}", &trace);
     assert!(written.is_some() && synced.is_some(), "no pwrite then fdatasync of {file} before the answer:\n{}", &trace);
     assert_eq!(calls.len(), 2, "one write and one flush for one append:\n{}", &trace);
+}
+
+/// Bytes this process has had read from storage (not from the page cache).
+fn storage_reads() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap();
+    io.lines().find_map(|l| l.strip_prefix("read_bytes: ")).unwrap().parse().unwrap()
+}
+
+#[test]
+fn appends_read_nothing_from_disk() {
+    if let Some(dir) = traced::child_dir() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let log = EmbeddedLog::open(&dir).unwrap();
+            let mut p = support::Problem::new();
+            // Every code path once, so that none of the binary's own pages is read while counting.
+            for _ in 0..20 {
+                p.append_next(&log).await;
+            }
+            // One append at a time: each is a group commit of its own, its write ending mid-page, into zeros
+            // the file was grown by with `O_DIRECT` (not in the page cache).
+            let before = storage_reads();
+            for _ in 0..500 {
+                p.append_next(&log).await;
+            }
+            println!("read from storage: {}", storage_reads() - before);
+        });
+        return;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = traced::run("appends_read_nothing_from_disk", &dir.path().join("log"));
+    assert!(out.contains("read from storage: 0\n"), "appends read pages of the file from disk first:\n{out}");
 }

@@ -6,6 +6,7 @@
 //! test, so this one watches the system calls of a flush with `strace` (`.ci/run` installs it).
 
 #[path = "support/traced.rs"]
+#[allow(dead_code)] // `run`: only the embedded log's tests use it
 mod traced;
 
 #[test]

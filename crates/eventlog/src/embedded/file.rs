@@ -26,8 +26,9 @@
 //!
 //! A group commit's write ends mid-page, and ext4 reads a page that is not in the page cache from disk
 //! before writing part of it; the zeros ahead, written with `O_DIRECT`, are not in the cache. So a write
-//! goes on with zeros to the end of its last page ([`pad_to_page`]): the next write starts in a cached page,
-//! and none waits for a read.
+//! goes on with zeros to the end of its last page ([`pad_to_page`]): the next write starts in a cached page
+//! (the first after an open too: [`scan`] read the log's last page), and none waits for a read
+//! (`tests/embedded_durability.rs`).
 //!
 //! # After a crash
 //!
@@ -301,8 +302,7 @@ const DIRECT_WRITE: usize = 256 << 10;
 const DIRECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2);
 
 impl Preallocator {
-    /// A preallocator of the file at `path` (open as `file`), `file_len` bytes long. (The zeros already in
-    /// it are in the page cache: [`scan`] read them at open.)
+    /// A preallocator of the file at `path` (open as `file`), `file_len` bytes long.
     pub fn new(file: Arc<File>, path: &std::path::Path, file_len: u64) -> Preallocator {
         use std::os::unix::fs::OpenOptionsExt;
         let direct = File::options().write(true).custom_flags(libc::O_DIRECT).open(path).ok().map(Arc::new);
@@ -348,8 +348,9 @@ impl Preallocator {
             hurry.store(false, Ordering::Release);
             let job = tokio::task::spawn_blocking(move || {
                 // A file system may take `O_DIRECT` at open and refuse its writes: then through the cache.
-                let direct = direct.and_then(|direct| zero_direct(&file, &direct, start, start + chunk, &hurry).ok());
-                let zeroed = direct.map_or_else(|| zero(&file, start, start + chunk), Ok);
+                let zeroed = direct
+                    .and_then(|direct| zero_direct(&file, &direct, start, start + chunk, &hurry).ok())
+                    .map_or_else(|| zero(&file, start, start + chunk), Ok);
                 match zeroed.and_then(|()| file.sync_data()) {
                     Ok(()) => ready.store(start + chunk, Ordering::Release),
                     // The appends then write past the zeros; a full disk fails them on their own.
@@ -461,31 +462,6 @@ mod tests {
         file.read_exact_at(&mut after, end).unwrap();
         assert!(after.iter().all(|b| *b == 0), "the torn write is zeroed");
         assert_eq!(positions(&file).unwrap(), (vec![1, 2], end), "and stays gone");
-    }
-
-    /// Bytes this thread has had read from storage (not from the page cache).
-    fn storage_reads() -> u64 {
-        let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
-        io.lines().find_map(|l| l.strip_prefix("read_bytes: ")).unwrap().parse().unwrap()
-    }
-
-    #[tokio::test]
-    async fn appends_into_the_zeros_read_nothing_from_disk() {
-        let (dir, file) = file_with(&[], &[]);
-        let (file, mut at) = (Arc::new(file), MAGIC.len() as u64);
-        let grow = Preallocator::new(file.clone(), &dir.path().join(NAME), at);
-        grow.before_write(at + 1).await;
-        grow.finish().await;
-        // Writes ending mid-page, as the writer's group commits do, padded as it pads them; on this (test)
-        // thread, whose storage reads are counted apart from the other tests'.
-        let before = storage_reads();
-        for _ in 0..100 {
-            let mut bytes = vec![1; 1000];
-            pad_to_page(&mut bytes, at, grow.ready());
-            file.write_all_at(&bytes, at).unwrap();
-            at += 1000;
-        }
-        assert_eq!(storage_reads() - before, 0, "appends read pages of the file from disk first");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Runs one test of this binary again as a child under `strace` (`.ci/run` installs it), for tests that
-//! check system calls a power loss would depend on (it cannot be staged in a test).
+//! check system calls a power loss would depend on (it cannot be staged in a test); or as a plain child,
+//! for tests that read counters of their own process.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -32,4 +33,15 @@ pub fn trace(test: &str, dir: &Path, calls: &str) -> String {
     let trace = std::fs::read_to_string(&out).unwrap();
     let (start, end) = (trace.find(START).expect("first marker"), trace.find(END).expect("second marker"));
     trace[start..end].to_owned()
+}
+
+/// Runs `test` as a plain child working in `dir`, alone in its process, and returns what it printed.
+pub fn run(test: &str, dir: &Path) -> String {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(CHILD, dir)
+        .output()
+        .expect("running the test binary again");
+    assert!(out.status.success(), "the child failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
