@@ -275,9 +275,11 @@ impl Sealer {
     fn intend(&self, commit: &Commit) -> std::io::Result<()> {
         let (hash, stream) = (commit.last_hash(), commit.stream());
         let line = line_bytes(&Line::Intent { hash, stream: stream.as_str() });
+        let open = Open { stream: stream.clone(), since: Instant::now() };
+        let hash = hash.to_owned();
         let mut written = self.journal.lock();
         written.intend(&line)?;
-        written.open.insert(hash.to_owned(), Open { stream: stream.clone(), since: Instant::now() });
+        written.open.insert(hash, open);
         Ok(())
     }
 
@@ -475,11 +477,12 @@ impl Task {
             Ok(_) => {
                 self.stats.seals += 1;
                 self.stats.commits += self.batch_hashes.len() as u64;
-                let hashes = std::mem::take(&mut self.batch_hashes);
+                // Made before taking the lock, which every command's intent waits for.
+                let line = line_bytes(&Line::Sealed { hashes: std::mem::take(&mut self.batch_hashes) });
                 let big = {
                     let mut written = self.journal.lock();
                     // Unwritten, the intents stay open in the journal and are sealed again after a restart.
-                    let _ = written.write(&line_bytes(&Line::Sealed { hashes }));
+                    let _ = written.write(&line);
                     written.file.metadata().map(|m| m.len() > JOURNAL_COMPACT_BYTES).unwrap_or(false)
                 };
                 // Now, while every appended commit is sealed: the copy keeps only the open intents, and the

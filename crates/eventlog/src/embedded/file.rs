@@ -265,7 +265,8 @@ fn end_at(file: &File, end: u64, file_len: u64, stopped: &str) -> Result<(), Err
 
 /// Writes zeros over `from..to`.
 pub(super) fn zero(file: &File, from: u64, to: u64) -> io::Result<()> {
-    let block = vec![0; SCAN_READ];
+    // Sized to the range: the preallocator calls this for the unaligned ends of its chunks, mostly empty.
+    let block = vec![0; SCAN_READ.min(to.saturating_sub(from) as usize)];
     let mut at = from;
     while at < to {
         let n = block.len().min((to - at) as usize);
