@@ -11,22 +11,29 @@ mod support;
 mod traced;
 
 use rectify_eventlog::EmbeddedLog;
+use std::future::Future;
+
+/// In the child a test runs itself as: runs `body` on a log in the child's directory and returns true. In the
+/// test's own process: false.
+fn in_child<F: Future<Output = ()>>(body: impl FnOnce(EmbeddedLog, support::Problem) -> F) -> bool {
+    let Some(dir) = traced::child_dir() else { return false };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async { body(EmbeddedLog::open(&dir).unwrap(), support::Problem::new()).await });
+    true
+}
 
 #[test]
 fn an_append_is_written_and_fdatasynced_before_it_is_answered() {
-    if let Some(dir) = traced::child_dir() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let log = EmbeddedLog::open(&dir).unwrap();
-            let mut p = support::Problem::new();
-            // The second append waits for the file's first chunk of zeros (`embedded/file.rs`), so no
-            // `fdatasync` of that runs during the traced one below.
-            p.append_next(&log).await;
-            p.append_next(&log).await;
-            println!("{}", traced::START);
-            p.append_next(&log).await;
-            println!("{}", traced::END);
-        });
+    let child = in_child(|log, mut p| async move {
+        // The second append waits for the file's first chunk of zeros (`embedded/file.rs`), so no
+        // `fdatasync` of that runs during the traced one below.
+        p.append_next(&log).await;
+        p.append_next(&log).await;
+        println!("{}", traced::START);
+        p.append_next(&log).await;
+        println!("{}", traced::END);
+    });
+    if child {
         return;
     }
 
@@ -55,23 +62,20 @@ fn storage_reads() -> u64 {
 
 #[test]
 fn appends_read_nothing_from_disk() {
-    if let Some(dir) = traced::child_dir() {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime.block_on(async {
-            let log = EmbeddedLog::open(&dir).unwrap();
-            let mut p = support::Problem::new();
-            // Every code path once, so that none of the binary's own pages is read while counting.
-            for _ in 0..20 {
-                p.append_next(&log).await;
-            }
-            // One append at a time: each is a group commit of its own, its write ending mid-page, into zeros
-            // the file was grown by with `O_DIRECT` (not in the page cache).
-            let before = storage_reads();
-            for _ in 0..500 {
-                p.append_next(&log).await;
-            }
-            println!("read from storage: {}", storage_reads() - before);
-        });
+    let child = in_child(|log, mut p| async move {
+        // Every code path once, so that none of the binary's own pages is read while counting.
+        for _ in 0..20 {
+            p.append_next(&log).await;
+        }
+        // One append at a time: each is a group commit of its own, its write ending mid-page, into zeros the
+        // file was grown by with `O_DIRECT` (not in the page cache).
+        let before = storage_reads();
+        for _ in 0..500 {
+            p.append_next(&log).await;
+        }
+        println!("read from storage: {}", storage_reads() - before);
+    });
+    if child {
         return;
     }
 
