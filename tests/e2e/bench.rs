@@ -33,6 +33,9 @@ fn bench_prints_every_row_with_positive_figures() {
         }
         assert!(!row["name"].as_str().unwrap_or("").is_empty() && !row["unit"].as_str().unwrap_or("").is_empty());
     }
+    // Answers wait for the log's flush, so the report says how slow the disk was while latency was measured.
+    let notes = report["notes"].as_array().expect("notes");
+    assert!(notes.iter().any(|n| n.as_str().is_some_and(|n| n.contains("slowest fdatasync"))), "{report:#}");
     // Progress goes to stderr, the report alone to stdout.
     assert!(stderr.contains("projector rebuild"), "no progress on stderr: {stderr}");
 

@@ -459,7 +459,7 @@ pub async fn run(options: BenchOptions) -> anyhow::Result<()> {
         rows.extend(log::embedded(&bench).await?);
     }
     if wanted(4) || wanted(5) {
-        rows.extend(http::run(&bench, wanted(4), wanted(5)).await?);
+        rows.extend(http::run(&bench, wanted(4), wanted(5), &mut notes).await?);
         settle(&bench.dir.join("w4"));
     }
     if wanted(3) || wanted(6) || wanted(7) {

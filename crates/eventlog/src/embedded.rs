@@ -46,7 +46,7 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -117,6 +117,8 @@ struct Shared {
     audit_published: AtomicU64,
     /// Called before each write of commits (see [`EventLog::before_commit_writes`]).
     before_write: std::sync::OnceLock<crate::BeforeWrite>,
+    /// The longest `fdatasync` since [`EventLog::take_slowest_flush`] last asked, in nanoseconds.
+    slowest_flush: AtomicU64,
 }
 
 impl fmt::Debug for EmbeddedLog {
@@ -152,6 +154,7 @@ impl EmbeddedLog {
             file: file.clone(),
             index: RwLock::new(index),
             audit_published: AtomicU64::new(audit_head),
+            slowest_flush: AtomicU64::new(0),
             before_write: std::sync::OnceLock::new(),
         });
         let (head_tx, head_rx) = watch::channel(head);
@@ -421,6 +424,11 @@ impl EventLog for EmbeddedLog {
         self.inner.shared.before_write.set(hook).is_ok()
     }
 
+    fn take_slowest_flush(&self) -> Option<std::time::Duration> {
+        let nanos = self.inner.shared.slowest_flush.swap(0, Ordering::Relaxed);
+        (nanos > 0).then(|| std::time::Duration::from_nanos(nanos))
+    }
+
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
         let shared = &self.inner.shared;
         let mark = shared.command_mark(&shared.index.read().expect("not poisoned"), command_id)?;
@@ -680,11 +688,16 @@ impl Writer {
             Applied { requests, answers, audits, audit_answers, next: self.next, audit_next: self.audit_next };
         if wrote || self.unflushed || behind {
             // One flush for the file: the commits and the audit records of this batch.
-            let file = self.shared.file.clone();
+            let shared = self.shared.clone();
             Box::pin(async move {
-                let synced = tokio::task::spawn_blocking(move || file.sync_data())
-                    .await
-                    .unwrap_or_else(|e| Err(io::Error::other(e)));
+                let synced = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let synced = shared.file.sync_data();
+                    shared.slowest_flush.fetch_max(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    synced
+                })
+                .await
+                .unwrap_or_else(|e| Err(io::Error::other(e)));
                 (applied, Some(synced))
             })
         } else {
@@ -699,7 +712,7 @@ impl Writer {
             Some(Ok(())) => {
                 self.unflushed = false;
                 self.head.send_replace(applied.next - 1);
-                self.shared.audit_published.store(applied.audit_next - 1, std::sync::atomic::Ordering::Release);
+                self.shared.audit_published.store(applied.audit_next - 1, Ordering::Release);
             }
             Some(Err(e)) => {
                 // The batch is in the file but not known to be on disk: answer no success, publish no head.
@@ -767,6 +780,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn errors_travel_across_threads() {
@@ -792,6 +806,17 @@ mod tests {
         };
         let events = vec![rectify_domain::Event::ProblemVoided { reason: "test".into() }];
         Commit::seal(&id, 0, rectify_domain::GENESIS_HASH, &ctx, events)
+    }
+
+    #[tokio::test]
+    async fn the_slowest_flush_is_reported_once_per_ask() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open(dir.path()).unwrap();
+        assert_eq!(log.take_slowest_flush(), None, "nothing flushed yet");
+        log.append(&first_commit("flushed"), 0).await.unwrap();
+        let slowest = log.take_slowest_flush().expect("the append's flush");
+        assert!(slowest > Duration::ZERO && slowest < Duration::from_secs(60), "{slowest:?}");
+        assert_eq!(log.take_slowest_flush(), None, "taken");
     }
 
     #[tokio::test]

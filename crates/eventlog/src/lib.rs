@@ -224,6 +224,13 @@ pub trait EventLog: Send + Sync + 'static {
         false
     }
 
+    /// The longest flush of the log's own storage since the last call (`None` if the log does not flush
+    /// storage of its own, or has not since): `rectify bench` reports it beside the HTTP latencies, to tell
+    /// a slow disk from a slow service.
+    fn take_slowest_flush(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Tells listeners outside the process that the views changed (`payload` is JSON). The JetStream backend
     /// publishes it on core NATS subject [`VIEWS_CHANGED`] for external dashboards; by default nobody is told.
     /// Best effort: a lost notice only delays a dashboard until the next one.

@@ -576,6 +576,10 @@ impl EventLog for SealingLog {
         self.inner.local_head()
     }
 
+    fn take_slowest_flush(&self) -> Option<std::time::Duration> {
+        self.inner.take_slowest_flush()
+    }
+
     async fn find_command(&self, command_id: &str) -> Result<Option<Appended>, ReadError> {
         self.inner.find_command(command_id).await
     }
