@@ -21,8 +21,19 @@ const CACHE_CAPACITY: usize = 100_000;
 
 /// Recent aggregate states with the position of their last commit (foldhash, seeded per map: ids come
 /// from clients).
-#[derive(Default)]
 struct Cache(Mutex<foldhash::HashMap<AggregateId, (State, u64)>>);
+
+/// The cache's table at its full size: a table grows by moving every entry while every command waits for
+/// the lock (~8 ms at 28,672 states). Its memory is touched only as states come in.
+fn empty_cache() -> foldhash::HashMap<AggregateId, (State, u64)> {
+    foldhash::HashMap::with_capacity_and_hasher(CACHE_CAPACITY, Default::default())
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache(Mutex::new(empty_cache()))
+    }
+}
 
 impl Cache {
     fn get(&self, id: &AggregateId) -> Option<(State, u64)> {
@@ -31,10 +42,11 @@ impl Cache {
 
     fn put(&self, id: &AggregateId, state: State, position: u64) {
         let mut map = self.0.lock().expect("cache lock");
-        if map.len() >= CACHE_CAPACITY {
-            map.clear();
-        }
+        let full = (map.len() >= CACHE_CAPACITY).then(|| std::mem::replace(&mut *map, empty_cache()));
         map.insert(id.clone(), (state, position));
+        drop(map);
+        // Freeing 100,000 states takes milliseconds: not while other commands wait for the lock.
+        drop(full);
     }
 
     fn forget(&self, id: &AggregateId) {

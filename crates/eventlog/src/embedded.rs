@@ -31,6 +31,7 @@ mod file;
 mod import;
 mod index;
 mod reserve;
+mod sharded;
 
 use crate::{AppendError, Appended, AuditEntry, DiskRefusal, EventLog, ReadError, Record};
 use async_trait::async_trait;

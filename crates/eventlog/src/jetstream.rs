@@ -932,11 +932,20 @@ fn store_full(err: &(dyn StdError + 'static)) -> Option<DiskRefusal> {
 }
 
 /// Command ids appended by this process, oldest forgotten first.
-#[derive(Default)]
 struct CommandMemory {
     /// foldhash, seeded per map: command ids come from clients.
     answers: foldhash::HashMap<Arc<str>, Appended>,
     order: VecDeque<Arc<str>>,
+}
+
+impl Default for CommandMemory {
+    /// At its full size: growing the table would move every entry in one append, the others waiting.
+    fn default() -> CommandMemory {
+        CommandMemory {
+            answers: foldhash::HashMap::with_capacity_and_hasher(REMEMBERED_COMMANDS + 1, Default::default()),
+            order: VecDeque::with_capacity(REMEMBERED_COMMANDS + 1),
+        }
+    }
 }
 
 impl CommandMemory {

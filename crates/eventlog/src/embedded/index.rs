@@ -5,6 +5,7 @@
 
 use super::Mark;
 use super::file::Loc;
+use super::sharded::ShardedMap;
 use foldhash::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
@@ -56,10 +57,11 @@ struct Stream {
 pub(super) struct Index {
     pub commits: Locations,
     pub audit: Locations,
-    streams: HashMap<Box<str>, Stream>,
+    /// Both grow with the log: sharded, so that growing never stalls the writer for long.
+    streams: ShardedMap<Box<str>, Stream>,
     /// Command id hash → position. Only the hash is kept (a million command ids would take ~70 MB); a hit
     /// is confirmed against the record's own command id ([`Index::command_candidate`]).
-    commands: HashMap<u64, u64>,
+    commands: ShardedMap<u64, u64>,
     /// Command ids whose hash an earlier command id already had.
     collided: HashMap<Box<str>, u64>,
     hasher: foldhash::quality::FixedState,
