@@ -10,12 +10,20 @@ use foldhash::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::BuildHasher;
 
-/// Where each position's record is (`locs[position - 1]`). A position the file lacks (a record removed by
-/// hand) is a hole, which reads skip and `rectify audit verify` names: [`HOLE`], as no record has length 0.
+/// Where each position's record is (`position - 1` counted through the chunks). A position the file lacks
+/// (a record removed by hand) is a hole, which reads skip and `rectify audit verify` names: [`HOLE`], as
+/// no record has length 0.
 #[derive(Default)]
-pub(super) struct Locations(Vec<Loc>);
+pub(super) struct Locations {
+    chunks: Vec<Vec<Loc>>,
+    len: u64,
+}
 
 const HOLE: Loc = Loc { offset: 0, len: 0 };
+
+/// Positions per chunk (1 MiB of locations). One array for all would be copied whole each time it grows,
+/// holding the index's lock: 11 ms at a million positions, 41 ms at four. Chunks are never moved.
+const CHUNK: usize = 1 << 16;
 
 impl Locations {
     /// Records `position` at `loc`; positions must grow.
@@ -24,19 +32,29 @@ impl Locations {
         if position <= last {
             return Err(format!("position {position} follows position {last}"));
         }
-        self.0.resize((position - 1) as usize, HOLE);
-        self.0.push(loc);
+        while self.len + 1 < position {
+            self.append(HOLE);
+        }
+        self.append(loc);
         Ok(())
+    }
+
+    fn append(&mut self, loc: Loc) {
+        if self.chunks.last().is_none_or(|chunk| chunk.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        self.chunks.last_mut().expect("a chunk with room").push(loc);
+        self.len += 1;
     }
 
     /// The last position held (0 for none).
     pub fn last(&self) -> u64 {
-        self.0.len() as u64
+        self.len
     }
 
     pub fn get(&self, position: u64) -> Option<Loc> {
         let i = usize::try_from(position.checked_sub(1)?).ok()?;
-        self.0.get(i).copied().filter(|loc| *loc != HOLE)
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK).copied().filter(|loc| *loc != HOLE)
     }
 
     /// The records of up to `max` positions from `from` to `to`, holes left out.
@@ -109,6 +127,25 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_are_found_across_chunks_and_holes_that_span_them() {
+        let loc = |position: u64| Loc { offset: position * 100, len: 10 };
+        let mut commits = Locations::default();
+        let n = 2 * CHUNK as u64 + 5;
+        let skipped = CHUNK as u64 - 2..CHUNK as u64 + 3;
+        for position in (1..=n).filter(|p| !skipped.contains(p)) {
+            commits.push(position, loc(position)).unwrap();
+        }
+        assert_eq!(commits.last(), n);
+        for position in [1, CHUNK as u64 - 3, CHUNK as u64 + 3, 2 * CHUNK as u64, 2 * CHUNK as u64 + 1, n] {
+            assert_eq!(commits.get(position), Some(loc(position)), "position {position}");
+        }
+        assert!(skipped.clone().all(|p| commits.get(p).is_none()), "holes");
+        assert_eq!((commits.get(0), commits.get(n + 1)), (None, None));
+        let around: Vec<u64> = commits.range(CHUNK as u64 - 4, CHUNK as u64 + 4, 100).iter().map(|(p, _)| *p).collect();
+        assert_eq!(around, [CHUNK as u64 - 4, CHUNK as u64 - 3, CHUNK as u64 + 3, CHUNK as u64 + 4]);
+    }
 
     #[test]
     fn positions_grow_holes_are_skipped_and_command_ids_confirmed_by_position() {
