@@ -276,6 +276,21 @@ mod tests {
         (State::replay(records.iter().flat_map(|r| &r.commit.events)), last)
     }
 
+    #[test]
+    fn a_full_state_cache_starts_again_from_the_state_put_last() {
+        let county = data::places(&crate::regions::Regions::guizhou())[0].county;
+        let id = |n: usize| data::problem_id(county, "c", n as u64);
+        let cache = Cache::default();
+        for n in 0..CACHE_CAPACITY {
+            cache.put(&id(n), State::default(), n as u64);
+        }
+        assert_eq!(cache.get(&id(CACHE_CAPACITY - 1)).map(|(_, p)| p), Some(CACHE_CAPACITY as u64 - 1), "not full yet");
+        cache.put(&id(CACHE_CAPACITY), State::default(), 7);
+        assert_eq!(cache.get(&id(CACHE_CAPACITY)).map(|(_, p)| p), Some(7));
+        assert!(cache.get(&id(0)).is_none() && cache.get(&id(CACHE_CAPACITY - 1)).is_none(), "the full table went");
+        assert_eq!(cache.0.lock().unwrap().len(), 1);
+    }
+
     #[tokio::test]
     async fn a_load_uses_the_views_only_when_they_hold_the_streams_last_commit() {
         let dir = tempfile::tempdir().unwrap();
