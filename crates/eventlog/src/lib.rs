@@ -37,6 +37,15 @@ pub fn storage_work<T>(records: usize, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Frees `value` on a blocking thread when there is a runtime (else here): freeing a big cache takes
+/// milliseconds, which on an async worker would hold up the tasks (HTTP requests) queued behind it.
+pub fn free_elsewhere<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
+    }
+}
+
 /// The NATS subject that view changes are announced on.
 pub const VIEWS_CHANGED: &str = "rectify.views.changed";
 
@@ -254,5 +263,25 @@ mod tests {
         }
         assert_eq!(DiskRefusal::of(&std::io::Error::from_raw_os_error(5)), None, "EIO is another failure");
         assert_eq!(DiskRefusal::Full.to_string(), "no space left on device");
+    }
+
+    /// Sends the thread it is dropped on.
+    struct Dropped(std::sync::mpsc::Sender<std::thread::ThreadId>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().id());
+        }
+    }
+
+    #[test]
+    fn a_value_is_freed_off_the_async_worker_in_a_runtime_and_in_place_without_one() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async { super::free_elsewhere(Dropped(tx.clone())) });
+        let freed_on = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("freed");
+        assert_ne!(freed_on, std::thread::current().id(), "freed on the worker");
+        super::free_elsewhere(Dropped(tx));
+        assert_eq!(rx.try_recv(), Ok(std::thread::current().id()), "without a runtime: freed in place");
     }
 }

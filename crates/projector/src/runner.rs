@@ -65,7 +65,8 @@ impl Cache {
             // At its full size from the start: growing moves every row, in the batch that makes it grow.
             let fresh = RowMap::with_capacity_and_hasher(capacity / 2, Default::default());
             let oldest = std::mem::replace(&mut self.older, std::mem::replace(&mut self.ledger, fresh));
-            free_elsewhere(oldest);
+            // 8,192 rows took ~4 ms to free (traced in the live projector).
+            rectify_eventlog::free_elsewhere(oldest);
         }
         for (id, row) in &changes.ledger {
             self.ledger.insert(id.clone(), row.clone());
@@ -76,15 +77,6 @@ impl Cache {
         for (key, days) in &changes.days {
             self.days.insert(key.clone(), days.clone());
         }
-    }
-}
-
-/// Frees `value` on a blocking thread when there is a runtime: 8,192 ledger rows take ~4 ms to free, which on
-/// an async worker would hold up the requests queued behind it.
-fn free_elsewhere<T: Send + 'static>(value: T) {
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => drop(runtime.spawn_blocking(move || drop(value))),
-        Err(_) => drop(value),
     }
 }
 
